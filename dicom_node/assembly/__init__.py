@@ -1,0 +1,1 @@
+"""Decide when a study is complete: study tracker and sweeper."""

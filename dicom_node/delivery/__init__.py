@@ -1,0 +1,1 @@
+"""Delivery: C-STORE SCU and STOW-RS to destinations, with confirmation."""

@@ -1,0 +1,1 @@
+"""Read series into HU volumes (LPS affine) and write CT series."""

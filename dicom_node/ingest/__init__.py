@@ -1,0 +1,1 @@
+"""Receive: the pynetdicom SCP and STOW-RS ingest, atomic durable staging."""

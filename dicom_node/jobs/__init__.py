@@ -1,0 +1,1 @@
+"""The job store and audit trail (SQLAlchemy: SQLite by default, PostgreSQL supported)."""

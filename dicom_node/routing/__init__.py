@@ -1,0 +1,1 @@
+"""Routing rules: YAML rules validated at load, study manifests, matching."""

@@ -1,0 +1,309 @@
+"""The node's one typed settings model.
+
+Precedence: environment variables (``CTNODE_`` prefix, ``__`` between nested names, e.g.
+``CTNODE_DICOM__PORT=11113``) override the YAML file (``--config`` or ``CTNODE_CONFIG``), which
+overrides the defaults below. Loaded once per entry point with :func:`load_settings` and passed
+down; never a mutable global. The defaults are the embedded single-machine setup: SQLite job
+store, SQLite Celery broker (kombu's SQLAlchemy transport), everything under ``./var``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dicom_node.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AllowedPeer(Section):
+    """One sender allowed to associate: its calling AE title and the networks it may come from."""
+
+    ae_title: str = Field(max_length=16)
+    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Optional per-sender quiet period (seconds), overriding completion.quiet_period_s.
+    quiet_period_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("networks")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP network: {net!r}") from exc
+        return value
+
+
+class TLSSettings(Section):
+    enabled: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    # CA bundle to verify peers; when set, peers must present a certificate (mutual TLS).
+    ca_certificates: Path | None = None
+
+    @model_validator(mode="after")
+    def _files_when_enabled(self) -> TLSSettings:
+        if self.enabled and (self.certificate is None or self.private_key is None):
+            raise ValueError("tls.enabled needs certificate and private_key")
+        return self
+
+
+class DicomSettings(Section):
+    ae_title: str = Field(default="CTAINODE", max_length=16)
+    host: str = "127.0.0.1"
+    port: int = Field(default=11112, ge=1, le=65535)
+    # Allowlist ON by default: an unknown calling AE or address is rejected at association.
+    require_known_peers: bool = True
+    allowed_peers: list[AllowedPeer] = Field(
+        default_factory=lambda: [AllowedPeer(ae_title="STORESCU"), AllowedPeer(ae_title="CTNODE_DEMO")]
+    )
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    max_pdu_bytes: int = 0  # 0 = unlimited
+    network_timeout_s: float = 60.0
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 60.0
+    max_associations: int = 16
+    # Largest image accepted; anything beyond is refused as "cannot understand".
+    max_rows: int = 4096
+    max_columns: int = 4096
+    max_frames: int = 10000
+
+
+class StorageSettings(Section):
+    root: Path = Path("var")
+    # Refuse new associations/instances (0xA700) when free space on the staging disk drops below.
+    min_free_bytes: int = 1 * 1024**3
+    retention_days: float = 14.0
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+
+class CompletionSettings(Section):
+    # A study is complete after this long with no new instance (default at most 10 s).
+    quiet_period_s: float = Field(default=8.0, gt=0, le=3600)
+    # Treat the end of an association as a completion signal (after a short grace).
+    association_release: bool = True
+    association_release_grace_s: float = Field(default=1.0, ge=0)
+    # Complete early when every series has its announced instance count.
+    expected_counts: bool = True
+    # Force completion this long after the first instance, whatever else happens.
+    max_age_s: float = Field(default=1800.0, gt=0)
+    sweep_interval_s: float = Field(default=0.5, gt=0)
+
+
+class QueueSettings(Section):
+    # Embedded default: kombu's SQLAlchemy transport on SQLite; production: redis://host:6379/0
+    broker_url: str = ""
+    task_time_limit_s: int = 900
+    task_soft_time_limit_s: int = 840
+    max_retries: int = 6
+    retry_backoff_base_s: float = 2.0
+    retry_backoff_max_s: float = 300.0
+    # Redis only: must exceed the longest time limit, or a long task is delivered twice.
+    visibility_timeout_s: int = 3600
+    in_process_worker: bool = False
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> QueueSettings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("task_soft_time_limit_s must be below task_time_limit_s")
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                "visibility_timeout_s must exceed task_time_limit_s (else Redis redelivers running tasks)"
+            )
+        return self
+
+
+class JobStoreSettings(Section):
+    # Embedded default: SQLite under storage.root; production: postgresql+psycopg2://...
+    database_url: str = ""
+
+
+ResultObject = Literal["seg", "sr", "gsps", "sc"]
+DEFAULT_OBJECTS: tuple[ResultObject, ...] = ("seg", "sr", "gsps")
+
+
+class DestinationSettings(Section):
+    """A place results go: a DICOM peer (C-STORE) or a DICOMweb server (STOW-RS)."""
+
+    kind: Literal["dicom", "dicomweb"] = "dicom"
+    ae_title: str = Field(default="PACS", max_length=16)
+    host: str = "127.0.0.1"
+    port: int = Field(default=104, ge=1, le=65535)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    url: str = ""  # DICOMweb base URL (kind == "dicomweb")
+    # Name of an environment variable holding a bearer token; never the token itself.
+    token_env: str = ""
+    # Which objects to send; profiles for PACS that cannot show SEG add "sc".
+    objects: list[ResultObject] = Field(default_factory=lambda: list(DEFAULT_OBJECTS))
+    seg_type: Literal["binary", "labelmap"] = "binary"
+    timeout_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _url_for_dicomweb(self) -> DestinationSettings:
+        if self.kind == "dicomweb" and not self.url:
+            raise ValueError("a dicomweb destination needs url")
+        return self
+
+
+class ModelSettings(Section):
+    checkpoint: Path = Path("configs/models/unified-ct.safetensors")
+    card: Path = Path("configs/models/unified-ct.card.json")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_spacing_mm: float = 3.0
+
+
+class ApiSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8990, ge=1, le=65535)
+    # Environment variables holding bearer tokens; tokens never appear in files or logs.
+    admin_token_env: str = "CTNODE_ADMIN_TOKEN"  # noqa: S105 (a variable name)
+    viewer_token_env: str = "CTNODE_VIEWER_TOKEN"  # noqa: S105 (a variable name)
+
+
+class Settings(BaseSettings):
+    """Everything a node process needs, validated at load."""
+
+    model_config = SettingsConfigDict(env_prefix="CTNODE_", env_nested_delimiter="__", extra="forbid")
+
+    node_name: str = "ct-ai-node"
+    # UID root for every UID this node makes. Sites should set their own registered root; the default
+    # is pydicom's, under which uniqueness comes from hashing (job id, role).
+    uid_root: str = "1.2.826.0.1.3680043.8.498."
+    manufacturer: str = "ct-ai-node"
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    jobs: JobStoreSettings = Field(default_factory=JobStoreSettings)
+    destinations: dict[str, DestinationSettings] = Field(default_factory=dict)
+    rules_file: Path = Path("configs/routing.yaml")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: str = "INFO"
+
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root_form(cls, value: str) -> str:
+        if not value.endswith("."):
+            value += "."
+        parts = value[:-1].split(".")
+        if not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts):
+            raise ValueError(f"not a DICOM UID root: {value!r}")
+        if len(value) > 40:
+            raise ValueError("uid_root longer than 40 characters leaves too little room for the suffix")
+        return value
+
+    @property
+    def broker_url(self) -> str:
+        return self.queue.broker_url or f"sqla+sqlite:///{(self.storage.root / 'broker.sqlite').resolve()}"
+
+    @property
+    def database_url(self) -> str:
+        return self.jobs.database_url or f"sqlite:///{(self.storage.root / 'jobs.sqlite').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env over the YAML file (passed as init kwargs) over defaults.
+        return (env_settings, init_settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file: {exc.strerror}", location=str(path)) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", location=where) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", location=str(path))
+    return data
+
+
+def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Load settings from ``path`` (or ``$CTNODE_CONFIG``), env vars on top; raise ConfigError.
+
+    Relative paths inside the file (storage root, rules file, model files) are resolved against
+    the file's folder's parent when the file lives in a ``configs/`` folder, else the folder
+    itself, so a config works from any working directory.
+    """
+    chosen = path or os.environ.get("CTNODE_CONFIG")
+    data: dict[str, Any] = {}
+    base: Path | None = None
+    if chosen:
+        file = Path(chosen)
+        data = _read_yaml(file)
+        base = file.resolve().parent
+        if base.name == "configs":
+            base = base.parent
+    if overrides:
+        data = _deep_merge(data, dict(overrides))
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc), location=str(chosen) if chosen else None) from exc
+    if base is not None:
+        settings = _resolve_paths(settings, base)
+    return settings
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    return settings.model_copy(
+        update={
+            "storage": settings.storage.model_copy(update={"root": fix(settings.storage.root)}),
+            "rules_file": fix(settings.rules_file),
+            "model": settings.model.model_copy(
+                update={"checkpoint": fix(settings.model.checkpoint), "card": fix(settings.model.card)}
+            ),
+        }
+    )
+
+
+def _format_validation(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid settings: " + "; ".join(lines)
