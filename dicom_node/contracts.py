@@ -302,6 +302,8 @@ class DeliveryReport(Contract):
     destination: str
     delivered_sop_instance_uids: tuple[str, ...] = ()
     failed: dict[str, str] = Field(default_factory=dict)  # SOP Instance UID -> reason
+    # SOP Instance UID -> warning (e.g. C-STORE 0xB000 coercion): delivered, with a remark
+    warnings: dict[str, str] = Field(default_factory=dict)
     confirmed: bool = False  # storage commitment or query-back found every object
     confirmation_detail: str = ""
     attempts: int = 1
