@@ -1,0 +1,1 @@
+"""Alembic migrations of the job store, applied by ``JobStore.open`` (no alembic.ini needed)."""
