@@ -1,0 +1,78 @@
+"""Submit a StudyStable to the routing task by name, over the node's Celery broker.
+
+The plugin does not import the worker (import-linter: the plugin is thin glue); it only needs the
+task's *name* and its JSON argument, the contract the SCP path uses too::
+
+    send_task("worker.tasks.route_study", args=[StudyStable.model_dump(mode="json")], queue="routing")
+
+Publishing fails fast (no kombu retry loop, short connect timeout) so that a broker outage never
+blocks the dispatcher thread: the spool keeps the submission and retries it with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+from dicom_node.contracts import StudyStable
+from dicom_node.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+ROUTE_STUDY_TASK = "worker.tasks.route_study"
+ROUTING_QUEUE = "routing"
+
+
+class RoutingPublisher(Protocol):
+    def publish(self, study: StudyStable, *, task_id: str) -> None:
+        """Hand the study to the routing queue; raise TransientError when the broker is unreachable."""
+
+
+class CeleryRoutingPublisher:
+    """A minimal Celery producer (JSON only); the app is created on first use, in the caller's thread."""
+
+    def __init__(
+        self, broker_url: str, *, connect_timeout_s: float = 3.0, visibility_timeout_s: int = 3600
+    ) -> None:
+        self._broker_url = broker_url
+        self._connect_timeout_s = connect_timeout_s
+        self._visibility_timeout_s = visibility_timeout_s
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _celery(self) -> Any:
+        with self._lock:
+            if self._app is None:
+                from celery import Celery  # heavy import: only once the first study is ready
+
+                app = Celery("ctnode-orthanc-plugin", broker=self._broker_url, set_as_current=False)
+                app.conf.update(
+                    task_serializer="json",
+                    accept_content=["json"],
+                    result_backend=None,
+                    broker_connection_timeout=self._connect_timeout_s,
+                    broker_connection_retry=False,
+                    broker_connection_max_retries=0,
+                    broker_transport_options={
+                        # Same as the workers' (worker.celery_app): Redis redelivers after it.
+                        "visibility_timeout": self._visibility_timeout_s,
+                        "socket_connect_timeout": self._connect_timeout_s,
+                        "socket_timeout": max(5.0, self._connect_timeout_s),
+                        "max_retries": 0,
+                    },
+                )
+                self._app = app
+            return self._app
+
+    def publish(self, study: StudyStable, *, task_id: str) -> None:
+        try:
+            self._celery().send_task(
+                ROUTE_STUDY_TASK,
+                args=[study.model_dump(mode="json")],
+                queue=ROUTING_QUEUE,
+                task_id=task_id,
+                retry=False,
+            )
+        except Exception as exc:  # kombu/redis/sqlalchemy errors differ by transport: all mean "not sent"
+            raise TransientError(f"broker did not accept the message: {type(exc).__name__}: {exc}") from exc
