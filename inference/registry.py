@@ -60,8 +60,12 @@ _lock = threading.Lock()
 def available() -> list[str]:
     """Names of registered pipelines whose implementation module is importable here."""
     out = []
-    for name, info in _REGISTRY.items():
-        if importlib.util.find_spec(info.factory.split(":")[0]) is not None:
+    for name, pipeline_info in _REGISTRY.items():
+        try:
+            found = importlib.util.find_spec(pipeline_info.factory.split(":")[0]) is not None
+        except ModuleNotFoundError:  # a parent package is missing (e.g. a partial install)
+            found = False
+        if found:
             out.append(name)
     return sorted(out)
 
