@@ -24,7 +24,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,7 @@ def orthanc(
     credentials: tuple[str, str] | None = None,
     dicomweb: bool = True,
     ready_timeout_s: float = 30.0,
+    args: Sequence[str] = (),
 ) -> Iterator[OrthancServer]:
     """Start Orthanc with storage under ``work_dir``; yield an :class:`OrthancServer`.
 
@@ -144,6 +145,8 @@ def orthanc(
     ``{"StableAge": 2, "DicomModalities": {...}}``). ``python_script`` loads the orthanc-python
     plugin with that ``PythonScript``. ``credentials`` turns HTTP authentication on with one user.
     ``env`` adds environment variables for the Orthanc process (e.g. ``CTNODE_VENV``).
+    ``args`` are extra command-line options (e.g. ``["--verbose"]`` so plugin LogInfo lines show).
+    Calling it again with the same ``work_dir`` restarts on the same storage (new ports).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     storage = work_dir / "storage"
@@ -197,7 +200,7 @@ def orthanc(
     http_port = int(config["HttpPort"])
     dicom_port = int(config["DicomPort"])
     with managed(
-        [orthanc_binary(), str(config_path)],
+        [orthanc_binary(), *args, str(config_path)],
         log_path=work_dir / "orthanc.log",
         ready=lambda: _http_up(http_port),
         ready_timeout_s=ready_timeout_s,
