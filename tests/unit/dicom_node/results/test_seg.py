@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from dicom_node.errors import PermanentError
+from dicom_node.results.coding import cielab
+from dicom_node.results.seg import (
+    BINARY_SEG_SOP_CLASS,
+    LABELMAP_SEG_SOP_CLASS,
+    SegType,
+    build_seg,
+    write_seg,
+)
+from tests.unit.dicom_node.results.cases import ALGORITHM, SEGMENTS, UID_ROOT, WHEN, Case, make_case
+from tests.unit.dicom_node.results.dataset_diff import dataset_differences
+
+SEG_ARGS = {
+    "series_instance_uid": UID_ROOT + "900",
+    "sop_instance_uid": UID_ROOT + "901",
+    "series_number": 901,
+    "algorithm": ALGORITHM,
+    "manufacturer": "ct-ai-node",
+    "series_description": "AI SEG - ct-anatomy-basic 1.0.0",
+    "tracking_uids": {1: UID_ROOT + "1.1", 2: UID_ROOT + "1.2", 3: UID_ROOT + "1.3"},
+    "dimension_organization_uid": UID_ROOT + "902",
+    "content_datetime": WHEN,
+}
+
+
+def _written(case: Case, seg_type: SegType = "binary") -> tuple[Dataset, bytes]:
+    buffer = io.BytesIO()
+    write_seg(buffer, case.sources, case.labelmap, SEGMENTS, seg_type=seg_type, **SEG_ARGS)  # type: ignore[arg-type]
+    data = buffer.getvalue()
+    return pydicom.dcmread(io.BytesIO(data)), data
+
+
+def _round_trip(ds: Dataset) -> Dataset:
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+
+
+@pytest.mark.parametrize(
+    ("geometry", "shape"),
+    [("axial", (7, 24, 32)), ("feet-first", (6, 20, 16)), ("oblique", (7, 21, 30))],
+    ids=["axial-whole-byte-rows", "feet-first", "oblique-odd-size"],
+)
+def test_fast_binary_seg_equals_highdicom(tmp_path: Path, geometry: str, shape: tuple[int, int, int]) -> None:
+    """The fast encoder must produce exactly highdicom's dataset (every attribute, every frame)."""
+    case = make_case(tmp_path, geometry=geometry, shape=shape)
+    fast, _ = _written(case)
+    reference = _round_trip(build_seg(case.sources, case.labelmap, SEGMENTS, seg_type="binary", **SEG_ARGS))  # type: ignore[arg-type]
+    assert dataset_differences(reference, fast) == []
+    np.testing.assert_array_equal(fast.pixel_array, reference.pixel_array)
+
+
+@pytest.mark.parametrize("seg_type", ["binary", "labelmap"])
+def test_every_frame_lies_on_its_source_slice(tmp_path: Path, seg_type: SegType) -> None:
+    case = make_case(tmp_path, geometry="feet-first", shape=(6, 20, 16))
+    seg, _ = _written(case, seg_type)
+    assert seg.SOPClassUID == (BINARY_SEG_SOP_CLASS if seg_type == "binary" else LABELMAP_SEG_SOP_CLASS)
+    by_uid = {str(ds.SOPInstanceUID): (k, ds) for k, ds in enumerate(case.sources)}
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
+    seen: set[tuple[int, int]] = set()
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        source_uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k, source = by_uid[source_uid]
+        np.testing.assert_allclose(
+            [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient],
+            [float(v) for v in source.ImagePositionPatient],
+        )
+        if seg_type == "binary":
+            segment_number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            np.testing.assert_array_equal(frame.astype(bool), case.labelmap[k] == segment_number)
+            seen.add((segment_number, k))
+        else:
+            np.testing.assert_array_equal(frame, case.labelmap[k])
+            seen.add((0, k))
+    if seg_type == "binary":
+        expected = {(int(s), int(k)) for k, s in zip(*np.nonzero(_presence(case.labelmap)), strict=True)}
+        assert seen == expected  # one frame per (segment, slice) with voxels, no empty frames
+
+
+def _presence(labelmap: np.ndarray) -> np.ndarray:
+    """[slice, label] → label occurs in the slice (labels ≥ 1)."""
+    out = np.zeros((labelmap.shape[0], int(labelmap.max()) + 1), dtype=bool)
+    for k in range(labelmap.shape[0]):
+        out[k, np.unique(labelmap[k])] = True
+    out[:, 0] = False
+    return out
+
+
+def test_segments_are_coded_and_identified(tmp_path: Path) -> None:
+    seg, _ = _written(make_case(tmp_path))
+    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == [1, 2, 3]
+    for item, described in zip(seg.SegmentSequence, SEGMENTS, strict=True):
+        assert item.SegmentLabel == described.label
+        assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == described.type.value
+        assert item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+        assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == described.category.value
+        assert item.SegmentAlgorithmType == "AUTOMATIC"
+        assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == ALGORITHM.name
+        assert item.TrackingID == described.tracking_id
+        assert item.TrackingUID == SEG_ARGS["tracking_uids"][described.segment_number]  # type: ignore[index]
+        assert "RecommendedDisplayCIELabValue" in item
+    assert list(seg.SegmentSequence[0].RecommendedDisplayCIELabValue) == list(cielab((221, 130, 101)).value)
+    assert seg.SeriesDescription == "AI SEG - ct-anatomy-basic 1.0.0"
+    assert seg.ContentDate == "20261123" and seg.ContentTime == "103000"
+
+
+def test_same_input_gives_identical_bytes(tmp_path: Path) -> None:
+    case = make_case(tmp_path)
+    _, first = _written(case)
+    _, again = _written(case)
+    assert first == again
+
+
+def test_enhanced_ct_source(tmp_path: Path) -> None:
+    case = make_case(tmp_path, shape=(6, 16, 16))
+    legacy = [pydicom.dcmread(p) for p in case.paths]
+    random.Random(5).shuffle(legacy)
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy,
+        series_instance_uid=UID_ROOT + "70",
+        series_number=70,
+        sop_instance_uid=UID_ROOT + "71",
+        instance_number=1,
+    )
+    header = _round_trip(enhanced)
+    del header.PixelData
+    sources = [header] * case.labelmap.shape[0]
+    buffer = io.BytesIO()
+    write_seg(buffer, sources, case.labelmap, SEGMENTS, **SEG_ARGS)  # type: ignore[arg-type]
+    seg = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
+    slice_positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in case.sources])
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
+        source_ref = item.DerivationImageSequence[0].SourceImageSequence[0]
+        frame_number = int(source_ref.ReferencedFrameNumber)
+        ipp = (
+            header.PerFrameFunctionalGroupsSequence[frame_number - 1]
+            .PlanePositionSequence[0]
+            .ImagePositionPatient
+        )
+        distances = np.linalg.norm(slice_positions - np.array([float(v) for v in ipp]), axis=1)
+        k = int(np.argmin(distances))
+        assert distances[k] < 1e-3
+        segment_number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        np.testing.assert_array_equal(frame.astype(bool), case.labelmap[k] == segment_number)
+
+
+def test_empty_label_map_still_gives_a_valid_seg(tmp_path: Path) -> None:
+    case = make_case(tmp_path, shape=(4, 8, 8))
+    case.labelmap[:] = 0
+    seg, _ = _written(case)
+    assert int(seg.NumberOfFrames) >= 1
+    assert not seg.pixel_array.any()
+
+
+def test_inconsistent_inputs_are_permanent_errors(tmp_path: Path) -> None:
+    case = make_case(tmp_path, shape=(4, 8, 8))
+    too_many = case.labelmap.copy()
+    too_many[0, 0, 0] = 4
+    with pytest.raises(PermanentError, match="label 4"):
+        write_seg(io.BytesIO(), case.sources, too_many, SEGMENTS, **SEG_ARGS)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="slices"):
+        write_seg(io.BytesIO(), case.sources[:3], case.labelmap, SEGMENTS, **SEG_ARGS)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="not sorted"):
+        write_seg(io.BytesIO(), case.sources[::-1], case.labelmap, SEGMENTS, **SEG_ARGS)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="segment numbers"):
+        write_seg(io.BytesIO(), case.sources, case.labelmap, SEGMENTS[1:], **SEG_ARGS)  # type: ignore[arg-type]
