@@ -1,0 +1,353 @@
+"""The DICOM C-STORE / C-ECHO SCP (pynetdicom), a thin shell around the ingest core.
+
+::
+
+    scp = StoreSCP(settings, on_instance=tracker.instance_stored,
+                   on_association_released=lambda s: tracker.association_released(
+                       s.association_id, released=s.released))
+    scp.start()          # non-blocking; binds settings.dicom.host:port (port=0 override: any free)
+    ...
+    scp.stop()
+
+What it does per association (PS3.7, PS3.8):
+
+* **A-ASSOCIATE**: the allowlist (:mod:`dicom_node.ingest.peers`) decides in pynetdicom's
+  ``EVT_REQUESTED`` hook, before any presentation context is negotiated; a refusal is an
+  A-ASSOCIATE-RJ with the reason from PS3.8 Table 9-21. Accepted contexts: Verification and the
+  storage classes of :mod:`dicom_node.ingest.sop_classes`, each with every accepted transfer syntax.
+* **C-ECHO**: Success.
+* **C-STORE**: the received data set bytes go to
+  :meth:`~dicom_node.ingest.receive.InstanceReceiver.receive`; an
+  :class:`~dicom_node.errors.IngestError` becomes its DIMSE status with a short ErrorComment
+  (0000,0902); any other exception becomes 0xC000 and is logged. The association stays up either
+  way: one bad object never costs the others.
+* **A-RELEASE / A-ABORT / connection lost**: ``on_association_released`` gets an
+  :class:`AssociationSummary` once per association (``released`` False for an abort).
+
+Optional DICOM TLS (settings.dicom.tls, :mod:`dicom_node.ingest.tls`).
+
+Received data sets are taken from pynetdicom's in-memory buffer and written as received (plus our
+File Meta), not decoded and re-encoded. ``STORE_RECV_CHUNKED_DATASET`` (pynetdicom writes each data
+set to a temporary file itself) was measured and not used: no faster here, its file is outside the
+staging file system, its File Meta cannot carry the sender's AE title, and it is a process-wide
+switch (bench/RESULTS.md, "Ingest (C-STORE)").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node.contracts import InstanceStored
+from dicom_node.errors import IngestError
+from dicom_node.ingest.classify import uses_shared_uid_root
+from dicom_node.ingest.peers import PeerPolicy
+from dicom_node.ingest.receive import InstanceReceiver, Origin
+from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, VERIFICATION
+from dicom_node.ingest.staging import Staging
+from dicom_node.ingest.tls import server_ssl_context
+from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits
+from dicom_node.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_ERROR_COMMENT_MAX = 64  # VR LO
+
+
+@dataclass(frozen=True)
+class AssociationSummary:
+    """One finished association: who, how it ended, what it carried (no patient data)."""
+
+    association_id: str
+    calling_ae_title: str
+    called_ae_title: str
+    peer_address: str
+    released: bool  # False: aborted or connection lost
+    stored: int  # instances newly staged
+    duplicates: int
+    failed: int
+    study_instance_uids: frozenset[str]
+    started_at: datetime
+    ended_at: datetime
+
+
+@dataclass
+class _AssociationState:
+    origin: Origin
+    started_at: datetime
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    studies: set[str] = field(default_factory=set)
+    released: bool = False
+
+
+def _status(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:_ERROR_COMMENT_MAX]
+    return ds
+
+
+class StoreSCP:
+    """C-STORE/C-ECHO SCP that stages each accepted instance and reports it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_instance: Callable[[InstanceStored], None],
+        on_association_released: Callable[[AssociationSummary], None],
+        staging: Staging | None = None,
+        port: int | None = None,
+    ) -> None:
+        """``staging`` defaults to settings.storage.staging_dir; ``port`` overrides
+        settings.dicom.port (0 picks a free port; read it from :attr:`port` after start)."""
+        self.settings = settings
+        self._on_instance = on_instance
+        self._on_association_released = on_association_released
+        self.staging = staging or Staging(
+            settings.storage.staging_dir, min_free_bytes=settings.storage.min_free_bytes
+        )
+        self.receiver = InstanceReceiver(
+            self.staging, limits=ImageLimits.from_settings(settings.dicom), uid_root=settings.uid_root
+        )
+        self.policy = PeerPolicy(settings.dicom)
+        self._requested_port = settings.dicom.port if port is None else port
+        self._server: ThreadedAssociationServer | None = None
+        self._associations: dict[Any, _AssociationState] = {}
+        self._lock = threading.Lock()
+        self.port: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _make_ae(self) -> AE:
+        dicom = self.settings.dicom
+        ae = AE(ae_title=dicom.ae_title)
+        ae.maximum_associations = dicom.max_associations
+        ae.maximum_pdu_size = dicom.max_pdu_bytes
+        ae.network_timeout = dicom.network_timeout_s
+        ae.acse_timeout = dicom.acse_timeout_s
+        ae.dimse_timeout = dicom.dimse_timeout_s
+        ae.add_supported_context(VERIFICATION)
+        for sop_class in sorted(STORAGE_SOP_CLASSES):
+            ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
+        return ae
+
+    def start(self) -> None:
+        """Start listening (non-blocking)."""
+        if self._server is not None:
+            return
+        dicom = self.settings.dicom
+        ssl_context = server_ssl_context(dicom.tls) if dicom.tls.enabled else None
+        handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_C_STORE, self._on_c_store),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_closed),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        server = self._make_ae().start_server(
+            (dicom.host, self._requested_port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+        )
+        assert server is not None
+        self._server = server
+        self.port = int(server.server_address[1])
+        if uses_shared_uid_root(self.settings.uid_root):
+            logger.warning(
+                "uid_root is pydicom's shared root: node results are recognised by SOP class only; "
+                "set a registered uid_root for this site",
+                extra={"stage": "ingest"},
+            )
+        logger.info(
+            "SCP listening",
+            extra={
+                "stage": "ingest",
+                "ae_title": dicom.ae_title,
+                "host": dicom.host,
+                "port": self.port,
+                "tls": dicom.tls.enabled,
+                "require_known_peers": dicom.require_known_peers,
+            },
+        )
+
+    def stop(self) -> None:
+        """Stop listening and abort associations still open (their senders will retry)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for assoc in list(server.active_associations):
+            assoc.abort()
+        server.shutdown()
+        logger.info("SCP stopped", extra={"stage": "ingest", "port": self.port})
+
+    def __enter__(self) -> StoreSCP:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- association events ---------------------------------------------------------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        primitive: Any = assoc.requestor.primitive
+        calling = str(primitive.calling_ae_title).strip()
+        called = str(primitive.called_ae_title).strip()
+        address = str(assoc.requestor.address)
+        rejection = self.policy.check(calling_ae_title=calling, called_ae_title=called, peer_address=address)
+        if rejection is None:
+            return
+        logger.warning(
+            "association rejected: %s",
+            rejection.reason,
+            extra={
+                "stage": "ingest",
+                "calling_ae_title": calling,
+                "called_ae_title": called,
+                "peer": address,
+            },
+        )
+        # PS3.8 9.3.4; pynetdicom documents sending the A-ASSOCIATE-RJ from EVT_REQUESTED.
+        assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
+        assoc.kill()
+
+    def _on_established(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        state = _AssociationState(
+            origin=Origin(
+                calling_ae_title=str(assoc.requestor.ae_title).strip(),
+                called_ae_title=str(assoc.acceptor.ae_title).strip(),
+                peer_address=str(assoc.requestor.address),
+                association_id=uuid.uuid4().hex[:16],
+            ),
+            started_at=datetime.now(UTC),
+        )
+        with self._lock:
+            self._associations[assoc] = state
+        logger.info(
+            "association established",
+            extra={
+                "stage": "ingest",
+                "association_id": state.origin.association_id,
+                "calling_ae_title": state.origin.calling_ae_title,
+                "peer": state.origin.peer_address,
+            },
+        )
+
+    def _on_released(self, event: evt.Event) -> None:
+        with self._lock:
+            state = self._associations.get(event.assoc)
+            if state is not None:
+                state.released = True
+        self._finish(event.assoc)
+
+    def _on_closed(self, event: evt.Event) -> None:
+        self._finish(event.assoc)
+
+    def _finish(self, assoc: Any) -> None:
+        with self._lock:
+            state = self._associations.pop(assoc, None)
+        if state is None:
+            return  # rejected, or already reported
+        summary = AssociationSummary(
+            association_id=state.origin.association_id,
+            calling_ae_title=state.origin.calling_ae_title,
+            called_ae_title=state.origin.called_ae_title,
+            peer_address=state.origin.peer_address,
+            released=state.released,
+            stored=state.stored,
+            duplicates=state.duplicates,
+            failed=state.failed,
+            study_instance_uids=frozenset(state.studies),
+            started_at=state.started_at,
+            ended_at=datetime.now(UTC),
+        )
+        logger.info(
+            "association %s",
+            "released" if summary.released else "aborted",
+            extra={
+                "stage": "ingest",
+                "association_id": summary.association_id,
+                "calling_ae_title": summary.calling_ae_title,
+                "stored": summary.stored,
+                "duplicates": summary.duplicates,
+                "failed": summary.failed,
+                "studies": len(summary.study_instance_uids),
+            },
+        )
+        try:
+            self._on_association_released(summary)
+        except Exception:  # process edge: a listener bug must not break the SCP
+            logger.exception("on_association_released failed", extra={"stage": "ingest"})
+
+    # -- C-STORE --------------------------------------------------------------------------------
+
+    def _on_c_store(self, event: evt.Event) -> int | Dataset:
+        with self._lock:
+            state = self._associations.get(event.assoc)
+        if state is None:  # cannot happen after EVT_ESTABLISHED; be safe
+            return _status(STATUS_GARBAGE, "association unknown")
+        request: Any = event.request
+        context = event.context
+        try:
+            stored = self.receiver.receive(
+                request.DataSet.getvalue(),
+                transfer_syntax_uid=str(context.transfer_syntax),
+                sop_class_uid=str(context.abstract_syntax),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
+                origin=state.origin,
+            )
+        except IngestError as exc:
+            state.failed += 1
+            logger.warning(
+                "C-STORE refused: %s",
+                exc,
+                extra={
+                    "stage": "ingest",
+                    "status": f"0x{exc.status:04X}",
+                    "association_id": state.origin.association_id,
+                    "sop_class_uid": str(context.abstract_syntax),
+                },
+            )
+            return _status(exc.status, str(exc))
+        except Exception:  # process edge: answer, log, keep serving
+            state.failed += 1
+            logger.exception(
+                "C-STORE failed unexpectedly",
+                extra={"stage": "ingest", "association_id": state.origin.association_id},
+            )
+            return _status(STATUS_GARBAGE, "internal error while storing")
+        if stored.duplicate:
+            state.duplicates += 1
+        else:
+            state.stored += 1
+        state.studies.add(stored.study_instance_uid)
+        logger.debug(
+            "instance staged",
+            extra={
+                "stage": "ingest",
+                "study": stored.study_instance_uid,
+                "sop_instance_uid": stored.sop_instance_uid,
+                "duplicate": stored.duplicate,
+                "routable": stored.routable,
+            },
+        )
+        try:
+            self._on_instance(stored)
+        except Exception:  # the instance is durably staged; restart recovery will find it
+            logger.exception(
+                "on_instance failed", extra={"stage": "ingest", "study": stored.study_instance_uid}
+            )
+        return 0x0000
