@@ -4,9 +4,12 @@ Results stored back into the study they came from change it, and Orthanc fires S
 it again (dicom-notes.md: a plugin without a guard reprocessed its own output six times in 25 s).
 Two layers stop that here; a third sits downstream:
 
-1. :class:`NodeResultClassifier` marks a series as a node result when its SOP class is one the
-   node writes or that is never CT input (SEG, SR, PR, SC, KO), its Modality says so, its
-   Manufacturer is the node's, or its UIDs sit under the node's own UID root.
+1. :class:`NodeResultClassifier` applies the ingest path's own rule
+   (:func:`dicom_node.ingest.classify.is_routable`: only CT input SOP classes, and nothing under
+   the node's UID root unless that root is pydicom's shared one), so SEG, SR, PR, SC and KO
+   objects are never input, whichever path they arrived by. Orthanc adds series-level facts the
+   ingest path does not need: a series whose Manufacturer is the node's is its own as well, and
+   when Orthanc has no SOP class for an instance the Modality decides.
 2. :func:`decide` submits a study only when its set of *routable* SOP Instance UIDs differs from
    the set last submitted for it: a re-stable study whose only new instances are node results is
    skipped, and so is an event repeated for an unchanged study.
@@ -20,37 +23,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from dicom_node.identity import sop_set_digest
+from dicom_node.ingest.classify import is_routable
+from dicom_node.ingest.sop_classes import INPUT_SOP_CLASSES
 
-# SOP classes that are never input to a CT model (PS3.4 B.5): what the node writes (SEG, SR, PR,
-# SC) and their relatives a PACS also stores into studies (KO, other SR and PR flavours).
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # Sup 243
-# Families matched by UID prefix: the family UID itself or anything below it.
-NON_INPUT_SOP_CLASS_FAMILIES: tuple[str, ...] = (
-    "1.2.840.10008.5.1.4.1.1.11",  # presentation states (GSPS 11.1, colour 11.2, ...)
-    "1.2.840.10008.5.1.4.1.1.88",  # structured reports and key object selection (88.59)
-    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture (7) and multi-frame SC (7.1 ... 7.4)
-)
-NON_INPUT_SOP_CLASSES: frozenset[str] = frozenset(
-    {
-        SEGMENTATION_STORAGE,
-        LABEL_MAP_SEGMENTATION_STORAGE,
-        "1.2.840.10008.5.1.4.1.1.66",  # raw data
-        "1.2.840.10008.5.1.4.1.1.66.5",  # surface segmentation
-        "1.2.840.10008.5.1.4.1.1.104.1",  # encapsulated PDF
-    }
-)
-NON_INPUT_MODALITIES: frozenset[str] = frozenset({"SEG", "SR", "PR", "KO", "DOC", "REG", "RTSTRUCT"})
-
-# pydicom's generate_uid() root: every pydicom user (test generators, research tools, anonymisers)
-# makes UIDs under it, so for this root a UID prefix proves nothing about who made the object.
-PYDICOM_UID_ROOT = "1.2.826.0.1.3680043.8.498."
-
-
-def is_non_input_sop_class(sop_class_uid: str) -> bool:
-    if sop_class_uid in NON_INPUT_SOP_CLASSES:
-        return True
-    return any(sop_class_uid == f or sop_class_uid.startswith(f + ".") for f in NON_INPUT_SOP_CLASS_FAMILIES)
+# Only used when Orthanc knows no SOP class for a series' instances.
+INPUT_MODALITIES: frozenset[str] = frozenset({"CT"})
 
 
 @dataclass(frozen=True)
@@ -59,10 +36,6 @@ class NodeResultClassifier:
 
     uid_root: str
     manufacturer: str
-
-    def _under_own_root(self, uid: str) -> bool:
-        # The shared pydicom root cannot tell our objects from anyone's (see PYDICOM_UID_ROOT).
-        return bool(uid) and self.uid_root != PYDICOM_UID_ROOT and uid.startswith(self.uid_root)
 
     def reason(
         self,
@@ -74,16 +47,21 @@ class NodeResultClassifier:
         sop_instance_uids: Collection[str] = (),
     ) -> str | None:
         """Why the series is not input (a short phrase for logs), or None when it is input."""
-        if sop_class_uid and is_non_input_sop_class(sop_class_uid):
-            return f"SOP class {sop_class_uid}"
-        if modality.strip().upper() in NON_INPUT_MODALITIES:
-            return f"modality {modality.strip().upper()}"
         if self.manufacturer and manufacturer.strip().casefold() == self.manufacturer.strip().casefold():
             return "manufacturer is this node"
-        if self._under_own_root(series_instance_uid) or any(
-            self._under_own_root(u) for u in sop_instance_uids
-        ):
-            return "UID under the node's UID root"
+        if not sop_class_uid:
+            normalised = modality.strip().upper()
+            return None if normalised in INPUT_MODALITIES else f"modality {normalised or '(none)'}"
+        if sop_class_uid not in INPUT_SOP_CLASSES:
+            return f"SOP class {sop_class_uid} is not CT input"
+        for sop_instance_uid in sop_instance_uids or ("",):
+            if not is_routable(
+                sop_class_uid=sop_class_uid,
+                series_instance_uid=series_instance_uid,
+                sop_instance_uid=sop_instance_uid,
+                uid_root=self.uid_root,
+            ):
+                return "UID under the node's UID root"
         return None
 
 

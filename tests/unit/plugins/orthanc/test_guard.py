@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from pydicom.uid import PYDICOM_ROOT_UID
 
 from dicom_node.identity import sop_set_digest
-from plugins.orthanc.guard import PYDICOM_UID_ROOT, NodeResultClassifier, decide, is_non_input_sop_class
+from plugins.orthanc.guard import NodeResultClassifier, decide
 
 OWN_ROOT = "1.2.826.0.1.999999."
 classifier = NodeResultClassifier(uid_root=OWN_ROOT, manufacturer="ct-ai-node")
@@ -32,39 +33,38 @@ def reason(**kw: object) -> str | None:
         "1.2.840.10008.5.1.4.1.1.11.1",  # GSPS
         "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
         "1.2.840.10008.5.1.4.1.1.7.4",  # multi-frame true colour SC
+        "1.2.840.10008.5.1.4.1.1.4",  # MR: stored, but not input to a CT model
     ],
 )
-def test_result_sop_classes_are_not_input(sop_class: str) -> None:
-    assert is_non_input_sop_class(sop_class)
-    assert reason(sop_class_uid=sop_class) == f"SOP class {sop_class}"
+def test_non_ct_sop_classes_are_not_input(sop_class: str) -> None:
+    assert reason(sop_class_uid=sop_class, modality="OT") == f"SOP class {sop_class} is not CT input"
 
 
 @pytest.mark.parametrize(
-    "sop_class",
-    [
-        "1.2.840.10008.5.1.4.1.1.2",
-        "1.2.840.10008.5.1.4.1.1.2.1",
-        "1.2.840.10008.5.1.4.1.1.77.1",
-        "1.2.840.10008.5.1.4.1.1.70",
-    ],
+    "sop_class", ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"]
 )
-def test_image_sop_classes_are_input(sop_class: str) -> None:
-    # 1.1.70 and 1.1.77.1 start with the characters "1.1.7" but are not in the SC family.
-    assert not is_non_input_sop_class(sop_class)
+def test_ct_sop_classes_are_input(sop_class: str) -> None:
     assert reason(sop_class_uid=sop_class) is None
 
 
-def test_modality_manufacturer_and_own_uid_root_mark_node_results() -> None:
-    assert reason(sop_class_uid="", modality="seg") == "modality SEG"
+def test_manufacturer_and_own_uid_root_mark_node_results() -> None:
     assert reason(manufacturer=" CT-AI-Node ") == "manufacturer is this node"
     assert reason(manufacturer="ct-ai-node synthetic") is None
     assert reason(series_instance_uid=OWN_ROOT + "7") == "UID under the node's UID root"
     assert reason(sop_instance_uids=("1.2.3", OWN_ROOT + "9.1")) == "UID under the node's UID root"
 
 
+def test_modality_decides_only_without_a_sop_class() -> None:
+    assert reason(sop_class_uid="", modality="seg") == "modality SEG"
+    assert reason(sop_class_uid="", modality="") == "modality (none)"
+    assert reason(sop_class_uid="", modality="CT") is None
+    # A CT SOP class with a mislabelled Modality is still CT input.
+    assert reason(modality="OT") is None
+
+
 def test_shared_pydicom_root_is_no_evidence_of_origin() -> None:
-    shared = NodeResultClassifier(uid_root=PYDICOM_UID_ROOT, manufacturer="ct-ai-node")
-    uid = PYDICOM_UID_ROOT + "123"
+    shared = NodeResultClassifier(uid_root=PYDICOM_ROOT_UID + ".", manufacturer="ct-ai-node")
+    uid = PYDICOM_ROOT_UID + ".123"
     assert (
         shared.reason(
             sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
