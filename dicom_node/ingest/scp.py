@@ -149,6 +149,11 @@ class StoreSCP:
             return
         dicom = self.settings.dicom
         ssl_context = server_ssl_context(dicom.tls) if dicom.tls.enabled else None
+        # pynetdicom logs every C-STORE at INFO (two lines per image, plus a block per
+        # association); unless the operator configured its logger, keep only its warnings.
+        pynetdicom_logger = logging.getLogger("pynetdicom")
+        if pynetdicom_logger.level == logging.NOTSET:
+            pynetdicom_logger.setLevel(logging.WARNING)
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
