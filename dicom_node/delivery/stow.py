@@ -171,8 +171,10 @@ def _per_instance(body: Dataset, sent: list[str], *, default: OutcomeKind) -> di
 def _response_dataset(response: requests.Response | None) -> Dataset | None:
     if response is None or not response.content:
         return None
-    content_type = response.headers.get("Content-Type", "")
-    if "json" not in content_type:
+    content_type = response.headers.get("Content-Type") or ""
+    # Orthanc's DICOMweb plugin (1.7) sends its 409 store response without a Content-Type:
+    # try JSON unless the server said it is something else.
+    if content_type and "json" not in content_type:
         return None
     try:
         payload: Any = response.json()
