@@ -99,3 +99,32 @@ def plugin_config_from(
         retry_base_s=retry_base,
         retry_max_s=retry_max,
     )
+
+
+def configuration_warnings(configuration: Mapping[str, Any]) -> list[str]:
+    """Security problems in Orthanc's effective configuration, one sentence each (no secrets).
+
+    Orthanc substitutes ``${VAR}`` in its JSON files and an unset variable becomes an empty
+    string, so ``users.json`` with an unset password variable silently makes a password-less user.
+    """
+    warnings = []
+    users = configuration.get("RegisteredUsers") or {}
+    if isinstance(users, Mapping):
+        for name, password in users.items():
+            if not str(password).strip():
+                warnings.append(
+                    f"Orthanc user {name!r} has an empty password (unset environment variable in users.json?)"
+                )
+    if configuration.get("RemoteAccessAllowed") and not configuration.get("AuthenticationEnabled"):
+        warnings.append(
+            "RemoteAccessAllowed is true while AuthenticationEnabled is false: anyone on the network"
+        )
+    if configuration.get("AuthenticationEnabled") and not users:
+        warnings.append(
+            "AuthenticationEnabled is true but RegisteredUsers is empty: is users.json installed?"
+        )
+    if configuration.get("DicomAlwaysAllowStore", True):
+        warnings.append(
+            "DicomAlwaysAllowStore is true: any calling AE may store (list senders in DicomModalities)"
+        )
+    return warnings

@@ -16,7 +16,7 @@ from typing import Any
 
 from dicom_node.phi import PHIFilter
 from dicom_node.settings import load_settings
-from plugins.orthanc.config import plugin_config_from
+from plugins.orthanc.config import configuration_warnings, plugin_config_from
 from plugins.orthanc.dispatcher import Dispatcher, Event, EventKind
 from plugins.orthanc.guard import NodeResultClassifier
 from plugins.orthanc.publisher import CeleryRoutingPublisher
@@ -105,6 +105,8 @@ def install(orthanc: Any, environ: Mapping[str, str] | None = None) -> Dispatche
 
     configuration = json.loads(orthanc.GetConfiguration())
     config = plugin_config_from(configuration, env)
+    for warning in configuration_warnings(configuration):
+        log.error("configuration: %s", warning)
     settings = load_settings(config.node_config)
     dispatcher = Dispatcher(
         api=OrthancRestApi(orthanc),

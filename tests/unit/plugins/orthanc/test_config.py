@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.errors import ConfigError
-from plugins.orthanc.config import SPOOL_FILE_NAME, plugin_config_from
+from plugins.orthanc.config import SPOOL_FILE_NAME, configuration_warnings, plugin_config_from
 
 
 def test_defaults_follow_orthanc_configuration(tmp_path: Path) -> None:
@@ -43,3 +43,24 @@ def test_section_and_env(tmp_path: Path) -> None:
 def test_bad_values_are_config_errors(section: object) -> None:
     with pytest.raises(ConfigError):
         plugin_config_from({"CtNode": section}, {})
+
+
+def test_configuration_warnings() -> None:
+    safe = {
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {"ctnode-worker": "s3cret"},
+        "DicomAlwaysAllowStore": False,
+    }
+    assert configuration_warnings(safe) == []
+    empty = configuration_warnings({**safe, "RegisteredUsers": {"ctnode-worker": ""}})
+    assert len(empty) == 1 and "ctnode-worker" in empty[0] and "empty password" in empty[0]
+    assert any("users.json" in w for w in configuration_warnings({**safe, "RegisteredUsers": {}}))
+    open_door = configuration_warnings({**safe, "RemoteAccessAllowed": True, "AuthenticationEnabled": False})
+    assert any("anyone on the network" in w for w in open_door)
+    # Orthanc's own default for DicomAlwaysAllowStore is true
+    assert any(
+        "DicomAlwaysAllowStore" in w
+        for w in configuration_warnings({k: v for k, v in safe.items() if k != "DicomAlwaysAllowStore"})
+    )
+    assert all("s3cret" not in w for w in configuration_warnings({**safe, "RemoteAccessAllowed": True}))
