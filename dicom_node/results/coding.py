@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import highdicom as hd
-from pydicom.sr.codedict import codes
 
 from dicom_node.contracts import CodedConcept, SegmentDescription
 
@@ -39,7 +38,8 @@ UCUM_ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 UCUM_MM = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
 UCUM_HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 UCUM_NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
-CT_PROCEDURE = codes.SCT.ComputedTomography
+# TID 1500 Procedure Reported must come from CID 100 (Quantitative Diagnostic Imaging Procedures).
+CT_PROCEDURE = hd.sr.CodedConcept("25045-6", "LN", "CT unspecified body region")
 
 
 def coded(concept: CodedConcept) -> hd.sr.CodedConcept:

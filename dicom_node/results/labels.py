@@ -46,6 +46,7 @@ class LabelStats:
     n_labels: int
     boxes: tuple[LabelBox | None, ...]  # index label-1; None when the label has no voxel
     slice_counts: np.ndarray  # int64 [n_slices, n_labels + 1]; column 0 unused
+    labelmap: np.ndarray  # the label map itself (a reference, not a copy)
 
     def box(self, label: int) -> LabelBox | None:
         return self.boxes[label - 1]
@@ -56,6 +57,22 @@ class LabelStats:
     def slices_with(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.slice_counts[:, label])
 
+    def footprint(self, label: int, slice_index: int) -> tuple[int, int, int, int] | None:
+        """(row0, column0, row1, column1), inclusive, of ``label`` on one slice; None if absent."""
+        box = self.box(label)
+        if box is None or not self.slice_counts[slice_index, label]:
+            return None
+        _, row_box, column_box = box.slices
+        mask = self.labelmap[slice_index, row_box, column_box] == label
+        rows = np.flatnonzero(mask.any(axis=1))
+        columns = np.flatnonzero(mask.any(axis=0))
+        return (
+            box.row0 + int(rows[0]),
+            box.column0 + int(columns[0]),
+            box.row0 + int(rows[-1]),
+            box.column0 + int(columns[-1]),
+        )
+
     def key_slice(self, label: int) -> int | None:
         """The slice where the label has most voxels (the first of equals): its key image."""
         column = self.slice_counts[:, label]
@@ -65,6 +82,9 @@ class LabelStats:
 def label_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
     """Statistics of labels 1..n_labels in a ``[slice, row, column]`` integer label map."""
     n_slices, rows, columns = labelmap.shape
+    highest = int(labelmap.max(initial=0))
+    if highest > n_labels or (labelmap.dtype.kind == "i" and int(labelmap.min(initial=0)) < 0):
+        raise ValueError(f"label map holds labels outside 0..{n_labels} (max {highest})")
     if n_labels > 63:
         return _label_stats_wide(labelmap, n_labels)
     bit_type = np.uint32 if n_labels < 32 else np.uint64
@@ -98,7 +118,7 @@ def label_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
         _, row_box, column_box = box.slices
         for k in present:
             slice_counts[k, label] = np.count_nonzero(labelmap[k, row_box, column_box] == label)
-    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts)
+    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts, labelmap=labelmap)
 
 
 def _label_stats_wide(labelmap: np.ndarray, n_labels: int) -> LabelStats:
@@ -115,4 +135,4 @@ def _label_stats_wide(labelmap: np.ndarray, n_labels: int) -> LabelStats:
         s, r, c = region
         boxes.append(LabelBox(s.start, r.start, c.start, s.stop - 1, r.stop - 1, c.stop - 1))
         slice_counts[s, label] = np.count_nonzero(labelmap[region] == label, axis=(1, 2))
-    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts)
+    return LabelStats(n_labels=n_labels, boxes=tuple(boxes), slice_counts=slice_counts, labelmap=labelmap)

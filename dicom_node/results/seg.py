@@ -22,7 +22,6 @@ index (which runs against the slice normal).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,10 +37,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.contracts import CodedConcept, SegmentDescription
 from dicom_node.errors import PermanentError
-from dicom_node.identity import NODE_NAMESPACE
 from dicom_node.results import explicit_vr as ev
 from dicom_node.results.coding import cielab, code_string, coded, segment_color
 from dicom_node.results.labels import LabelStats, label_stats
+from dicom_node.results.provenance import stamp_datetime, uuid_uid
 from dicom_node.results.sources import SourceVolume, source_volume
 
 logger = logging.getLogger(__name__)
@@ -79,11 +78,6 @@ class SegInfo:
     series_instance_uid: str
     transfer_syntax_uid: str
     number_of_frames: int
-
-
-def uuid_uid(*parts: str) -> str:
-    """A deterministic "2.25." UID from a UUID5 of ``parts`` (PS3.5 B.2), for callers without a root."""
-    return f"2.25.{uuid.uuid5(NODE_NAMESPACE, '|'.join(parts)).int}"
 
 
 def segment_descriptions(
@@ -143,12 +137,7 @@ def _finish(
         item.DimensionOrganizationUID = dimension_organization_uid
     for item in seg.DimensionIndexSequence:
         item.DimensionOrganizationUID = dimension_organization_uid
-    da, tm = content_datetime.strftime("%Y%m%d"), content_datetime.strftime("%H%M%S")
-    seg.ContentDate = seg.InstanceCreationDate = seg.SeriesDate = da
-    seg.ContentTime = seg.InstanceCreationTime = seg.SeriesTime = tm
-    for item in seg.get("ContributingEquipmentSequence", []):
-        if "ContributionDateTime" in item:
-            item.ContributionDateTime = da + tm
+    stamp_datetime(seg, content_datetime)
     if series_description:
         seg.SeriesDescription = series_description[:64]
 

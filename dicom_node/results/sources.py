@@ -65,11 +65,11 @@ class SourceVolume:
         norms = np.linalg.norm(self.affine_lps[:3, :3], axis=0)
         return (float(norms[0]), float(norms[1]), float(norms[2]))
 
-    def to_lps(self, index: Sequence[float]) -> np.ndarray:
+    def to_lps(self, index: Sequence[float] | np.ndarray) -> np.ndarray:
         """(slice, row, column) voxel coordinates (may be fractional) → LPS mm."""
         return (self.affine_lps @ np.array([*index, 1.0]))[:3]
 
-    def to_index(self, point_lps: Sequence[float]) -> np.ndarray:
+    def to_index(self, point_lps: Sequence[float] | np.ndarray) -> np.ndarray:
         """LPS mm → fractional (slice, row, column)."""
         return (np.linalg.inv(self.affine_lps) @ np.array([*point_lps, 1.0]))[:3]
 

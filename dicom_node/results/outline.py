@@ -1,0 +1,95 @@
+"""Outline of a binary mask on one slice, as a closed polygon along pixel edges (numpy + scipy).
+
+Used for GSPS contours and preview drawings. The polygon follows the pixel boundary exactly, so it
+encloses the same pixels the SEG marks: vertices are pixel corners in (column, row) with (0, 0) the
+top-left corner of the top-left pixel (the PIXEL annotation units of PS3.3 C.10.5.1.2).
+
+Only the outer boundary of the largest 8-connected part is traced (holes filled): one closed line
+per structure per key slice, which is what a reader wants to see; the SEG has the exact voxels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected part of a 2D mask, holes filled."""
+    labels, count = ndimage.label(mask, structure=_EIGHT)
+    if count == 0:
+        return np.zeros_like(mask, dtype=bool)
+    if count > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        part = labels == int(np.argmax(sizes))
+    else:
+        part = labels > 0
+    return np.asarray(ndimage.binary_fill_holes(part), dtype=bool)
+
+
+def trace_outline(mask: np.ndarray) -> np.ndarray:
+    """Closed polygon (first point repeated) around the largest part of ``mask``: float (N, 2) as
+    (column, row) pixel-corner coordinates; empty (0, 2) when the mask is empty.
+
+    Edges run clockwise on screen (interior on the right, rows growing downwards). Where two pixels
+    touch only at a corner the walk turns away from the interior, so diagonal neighbours stay in one
+    outline (8-connectivity), matching :func:`largest_part`.
+    """
+    part = largest_part(np.asarray(mask, dtype=bool))
+    if not part.any():
+        return np.zeros((0, 2), dtype=np.float64)
+    rows, columns = np.nonzero(part)
+    row0, column0 = int(rows.min()), int(columns.min())
+    crop = np.pad(part[row0 : int(rows.max()) + 1, column0 : int(columns.max()) + 1], 1)
+
+    inside = crop[1:-1, 1:-1]
+    outgoing: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def add(starts: tuple[np.ndarray, ...], dx: int, dy: int, ox: int, oy: int) -> None:
+        for r, c in zip(starts[0].tolist(), starts[1].tolist(), strict=True):
+            outgoing.setdefault((c + ox, r + oy), []).append((dx, dy))
+
+    # For each inside pixel (r, c) (crop coordinates without the pad), an edge where the neighbour
+    # is outside; vertices are pixel corners (x = column, y = row).
+    add(np.nonzero(inside & ~crop[:-2, 1:-1]), 1, 0, 0, 0)  # top edge, left → right
+    add(np.nonzero(inside & ~crop[1:-1, 2:]), 0, 1, 1, 0)  # right edge, top → bottom
+    add(np.nonzero(inside & ~crop[2:, 1:-1]), -1, 0, 1, 1)  # bottom edge, right → left
+    add(np.nonzero(inside & ~crop[1:-1, :-2]), 0, -1, 0, 1)  # left edge, bottom → top
+
+    # Start on the first top edge of the first row: certainly on the outer boundary.
+    top_row = int(np.flatnonzero(inside.any(axis=1))[0])
+    start = (int(np.flatnonzero(inside[top_row])[0]), top_row)
+    vertex, direction = start, (1, 0)
+    outgoing[start].remove(direction)
+    points = [start]
+    while True:
+        vertex = (vertex[0] + direction[0], vertex[1] + direction[1])
+        if vertex == start:
+            break
+        choices = outgoing[vertex]
+        if len(choices) > 1:
+            left = (direction[1], -direction[0])  # turn away from the interior at a pinch
+            direction = left if left in choices else choices[0]
+        else:
+            direction = choices[0]
+        choices.remove(direction)
+        points.append(vertex)
+    polygon = np.array([*points, start], dtype=np.float64)
+    polygon[:, 0] += column0
+    polygon[:, 1] += row0
+    return drop_collinear(polygon)
+
+
+def drop_collinear(polygon: np.ndarray) -> np.ndarray:
+    """Remove vertices where the outline goes straight on (keeps the closing point)."""
+    if len(polygon) < 4:
+        return polygon
+    ring = polygon[:-1]
+    before = ring - np.roll(ring, 1, axis=0)
+    after = np.roll(ring, -1, axis=0) - ring
+    turning = (before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]) != 0
+    kept = ring[turning]
+    return np.vstack([kept, kept[:1]])

@@ -1,0 +1,129 @@
+"""Secondary-capture overlay fallback (PS3.3 A.8.1) for PACS that cannot show SEG or GSPS.
+
+One RGB Secondary Capture image per key slice (each structure's and each detection's key slice),
+in a new series: the windowed CT with the segments blended in their SEG colours, outlines, boxes and
+captions burned in, and a red "AI OVERLAY - NOT FOR DIAGNOSIS" banner. The same warning is in
+SeriesDescription and ImageComments, BurnedInAnnotation is YES, ImageType DERIVED\\SECONDARY, and
+each image references the CT slice it was made from (Source Image Sequence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_node.contracts import AnalysisResult
+from dicom_node.results.gsps import segment_caption
+from dicom_node.results.labels import LabelStats
+from dicom_node.results.provenance import stamp_datetime
+from dicom_node.results.render import key_slice_pictures, render_slice
+from dicom_node.results.sources import SourceVolume
+
+WARNING_TEXT = "AI OVERLAY - NOT FOR DIAGNOSIS"
+SC_WINDOW = (-160.0, 240.0)  # soft tissue, centre 40 width 400
+_AXIS_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))  # +x, +y, +z in LPS (PS3.3 C.7.6.1.1.1)
+
+
+def orientation_letter(direction: Sequence[float]) -> str:
+    """Patient Orientation letter of a direction's strongest axis (PS3.3 C.7.6.1.1.1; highdicom
+    accepts one letter per direction, so an oblique plane is named by its nearest axis)."""
+    vector = np.asarray(direction, dtype=np.float64)
+    axis = int(np.argmax(np.abs(vector)))
+    return _AXIS_LETTERS[axis][0 if vector[axis] > 0 else 1]
+
+
+def key_slices_for(stats: LabelStats, analysis: AnalysisResult, n_slices: int) -> list[int]:
+    keys = {k for s in analysis.segments if (k := stats.key_slice(s.segment_number)) is not None}
+    keys |= {min(max(f.key_slice_index, 0), n_slices - 1) for f in analysis.findings}
+    return sorted(keys)
+
+
+def build_sc_images(
+    hu: np.ndarray,
+    stats: LabelStats,
+    analysis: AnalysisResult,
+    *,
+    volume: SourceVolume,
+    series_instance_uid: str,
+    sop_instance_uid_for: Callable[[int], str],
+    series_number: int,
+    manufacturer: str,
+    content_datetime: datetime | None = None,
+) -> list[hd.sc.SCImage]:
+    """One SC image per key slice; ``sop_instance_uid_for(slice_index)`` names each instance."""
+    keys = key_slices_for(stats, analysis, hu.shape[0])
+    captions = {
+        s.segment_number: segment_caption(
+            s.label,
+            *_footprint_mm(stats, s.segment_number, volume),
+            stats.voxel_count(s.segment_number) * volume.voxel_volume_ml,
+        )
+        for s in analysis.segments
+        if stats.voxel_count(s.segment_number)
+    }
+    pictures = key_slice_pictures(
+        stats.labelmap,
+        segments=analysis.segments,
+        findings=analysis.findings,
+        key_slices=keys,
+        captions=captions,
+    )
+    row_letter = orientation_letter(volume.orientation[:3])
+    column_letter = orientation_letter(volume.orientation[3:])
+    images = []
+    for number, picture in enumerate(pictures, start=1):
+        k = picture.slice_index
+        source = volume.slices[k]
+        rendered = render_slice(hu[k], stats.labelmap[k], picture, window=SC_WINDOW, banner=WARNING_TEXT)
+        image = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=source.dataset,
+            pixel_array=np.asarray(rendered, dtype=np.uint8),
+            photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+            bits_allocated=8,
+            coordinate_system=hd.CoordinateSystemNames.PATIENT,
+            series_instance_uid=series_instance_uid,
+            series_number=series_number,
+            sop_instance_uid=sop_instance_uid_for(k),
+            instance_number=number,
+            manufacturer=manufacturer,
+            pixel_spacing=volume.pixel_spacing_mm,  # type: ignore[arg-type]
+            patient_orientation=(row_letter, column_letter),
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+        )
+        _describe(image, source.dataset, source.frame_numbers, slice_number=k + 1)
+        stamp_datetime(image, content_datetime or datetime.now())
+        images.append(image)
+    return images
+
+
+def _footprint_mm(stats: LabelStats, label: int, volume: SourceVolume) -> tuple[float, float]:
+    key = stats.key_slice(label)
+    footprint = stats.footprint(label, key) if key is not None else None
+    if footprint is None:
+        return (0.0, 0.0)
+    row0, column0, row1, column1 = footprint
+    return (
+        (column1 - column0 + 1) * volume.pixel_spacing_mm[1],
+        (row1 - row0 + 1) * volume.pixel_spacing_mm[0],
+    )
+
+
+def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, *, slice_number: int) -> None:
+    image.ImageType = ["DERIVED", "SECONDARY", "AI_OVERLAY"]
+    image.SeriesDescription = WARNING_TEXT
+    image.ImageComments = f"{WARNING_TEXT}. Burned-in AI overlay of CT image {slice_number}."
+    image.BurnedInAnnotation = "YES"
+    image.ConversionType = "WSD"  # workstation (PS3.3 C.8.6.1)
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    if frame_numbers:
+        reference.ReferencedFrameNumber = frame_numbers
+    image.SourceImageSequence = [reference]
+    image.DerivationDescription = "Secondary capture of a CT slice with AI segmentation overlay burned in"
+    if "BodyPartExamined" in source:
+        image.BodyPartExamined = source.BodyPartExamined
