@@ -16,6 +16,7 @@ pysqlite's own transaction handling is switched off (``isolation_level = None``)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -35,6 +36,9 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0, echo: bool = False) -
         return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
 
     memory = parsed.database in (None, "", ":memory:")
+    if not memory and parsed.database is not None:
+        # the embedded default lives under storage.root, which may not exist yet
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}}
     if memory:  # one shared connection, else every checkout would see an empty database
         kwargs["poolclass"] = StaticPool
