@@ -32,8 +32,8 @@ Brokers:
   killed (-9, OOM, power loss): acks_late cannot help. A graceful stop (SIGTERM) does give
   unacknowledged messages back. Recovery after a crash goes through the job store: the job is
   left RUNNING; ``JobStore.stale_running(older_than_s=task_time_limit_s)`` finds it and
-  ``ctnode jobs retry`` requeues it. Worker events and remote control (Flower) need a broker with
-  fanout: use Redis for Flower.
+  ``ctnode jobs retry`` requeues it. Task events are sent on both brokers, but only Redis carries
+  them to another process: use Redis for Flower.
 """
 
 from __future__ import annotations
@@ -205,10 +205,10 @@ def make_celery(
         result_backend=result_backend,
         task_ignore_result=result_backend is None,
         task_track_started=result_backend is not None,
-        # Events for Flower / `celery events` (need a broker with fanout: Redis).
-        worker_send_task_events=is_redis,
-        task_send_sent_event=is_redis,
-        worker_enable_remote_control=is_redis,
+        # Task events for Flower / `celery events`. On the SQLite broker they are accepted but do
+        # not reach other processes (kombu's virtual fanout is in-process): use Redis for Flower.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         # Keep the node's logging (with the PHI filter) instead of Celery's root handler.
         worker_hijack_root_logger=False,
         enable_utc=True,

@@ -38,6 +38,7 @@ def test_reliability_settings(tmp_path: Path) -> None:
     assert conf.result_backend is None and conf.task_ignore_result is True
     assert {q.name for q in conf.task_queues} == set(QUEUES)
     assert conf.task_default_queue == "routing"
+    assert conf.worker_send_task_events is True and conf.task_send_sent_event is True  # Flower
 
 
 def test_result_backend_is_configurable(tmp_path: Path) -> None:
