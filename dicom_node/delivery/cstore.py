@@ -160,12 +160,13 @@ def _send_all(assoc: Association, files: Sequence[ResultFile], where: str) -> li
         try:
             response = assoc.send_c_store(dataset)
         except ValueError as exc:
-            # pynetdicom: no accepted presentation context for this SOP class / transfer syntax
-            outcomes.append(
-                InstanceOutcome(
-                    uid, OutcomeKind.PERMANENT, f"Refused: SOP Class not supported by peer ({exc})"
-                )
-            )
+            # pynetdicom refuses before sending: no accepted presentation context for this SOP
+            # class / transfer syntax (the peer does not support it), or an invalid dataset.
+            if "presentation context" in str(exc):
+                detail = f"Refused: SOP Class not supported by peer ({exc})"
+            else:
+                detail = f"cannot be sent as it is: {exc}"
+            outcomes.append(InstanceOutcome(uid, OutcomeKind.PERMANENT, detail))
             continue
         except (OSError, RuntimeError) as exc:
             outcomes.append(InstanceOutcome(uid, OutcomeKind.TRANSIENT, f"sending failed: {exc}"))
