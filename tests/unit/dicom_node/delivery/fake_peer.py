@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -50,6 +51,7 @@ def fake_peer(
     ae_title: str = "FAKEPACS",
     statuses: Mapping[str, Any] | None = None,
     require_called_aet: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[FakePeer]:
     """Serve C-STORE for ``sop_classes`` on a free 127.0.0.1 port until the block ends."""
     peer = FakePeer(port=free_port(), ae_title=ae_title, statuses=dict(statuses or {}))
@@ -58,7 +60,10 @@ def fake_peer(
     for sop_class in sop_classes:
         ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     server = ae.start_server(
-        ("127.0.0.1", peer.port), block=False, evt_handlers=[(evt.EVT_C_STORE, peer.handle_store)]
+        ("127.0.0.1", peer.port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, peer.handle_store)],
+        ssl_context=ssl_context,
     )
     try:
         yield peer

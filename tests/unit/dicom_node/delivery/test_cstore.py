@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from dicom_node.contracts import ResultBundle
 from dicom_node.delivery import DeliveryIncomplete, DeliveryRejected, deliver, send_cstore
 from dicom_node.delivery.outcome import OutcomeKind
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DestinationSettings, TLSSettings
 from tests.support.processes import free_port
 from tests.unit.dicom_node.delivery.fake_peer import fake_peer
 from tests.unit.dicom_node.delivery.objects import (
@@ -201,3 +203,76 @@ def test_logs_carry_no_patient_identifiers(bundle: ResultBundle, caplog: pytest.
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("dicom_node")]
     assert ours, "delivery logs what it did"
     assert not any("DELIVERY^TEST" in m or "DLV-0001" in m for m in ours)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def _make_pki(folder: Path, name: str) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (P-256 keys: fast)."""
+    folder.mkdir(parents=True)
+    ca = ("-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={name}-ca")
+    _openssl("req", "-x509", *_EC_KEY, *ca, cwd=folder)
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who in ("server", "client"):
+        _openssl(
+            "req",
+            *_EC_KEY,
+            "-keyout",
+            f"{who}.key",
+            "-out",
+            f"{who}.csr",
+            "-subj",
+            f"/CN={name}-{who}",
+            cwd=folder,
+        )
+        sign = ("-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf")
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-out", f"{who}.pem", *sign, cwd=folder)
+    return folder
+
+
+def _server_context(pki: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem"))
+    context.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
+    context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS, PS3.15 B.1
+    return context
+
+
+def test_delivery_over_mutual_tls(bundle: ResultBundle, tmp_path: Path) -> None:
+    pki = _make_pki(tmp_path / "pki", "node")
+    tls = TLSSettings(
+        enabled=True,
+        certificate=pki / "client.pem",
+        private_key=pki / "client.key",
+        ca_certificates=pki / "ca.pem",
+    )
+    with fake_peer(ALL_CLASSES, ssl_context=_server_context(pki)) as peer:
+        report = deliver(bundle, "PACS", _dest(peer.port, tls=tls), calling_ae_title="N")
+        assert len(report.delivered_sop_instance_uids) == 3
+        # the same peer, without TLS on our side: nothing is delivered, and it is not "delivered"
+        plain = DestinationSettings(ae_title="FAKEPACS", host="127.0.0.1", port=peer.port, timeout_s=1)
+        with pytest.raises(DeliveryIncomplete):
+            deliver(bundle, "PACS", plain, calling_ae_title="N")
+    assert sum(peer.received.values()) == 3
+
+
+def test_tls_peer_with_an_untrusted_certificate_is_not_sent_to(bundle: ResultBundle, tmp_path: Path) -> None:
+    ours = _make_pki(tmp_path / "ours", "node")
+    theirs = _make_pki(tmp_path / "theirs", "rogue")
+    tls = TLSSettings(
+        enabled=True,
+        certificate=ours / "client.pem",
+        private_key=ours / "client.key",
+        ca_certificates=ours / "ca.pem",  # does not vouch for the rogue server certificate
+    )
+    with (
+        fake_peer(ALL_CLASSES, ssl_context=_server_context(theirs)) as peer,
+        pytest.raises(DeliveryIncomplete) as info,
+    ):
+        deliver(bundle, "PACS", _dest(peer.port, tls=tls), calling_ae_title="N")
+    assert peer.received == {}
+    assert len(info.value.report.failed) == 3
