@@ -16,23 +16,23 @@ calling AE, ReceivingApplicationEntityTitle = called AE, SendingPresentationAddr
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import CannotUnderstand
 from dicom_node.ingest.classify import expected_series_instances, is_routable, phi_values
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits, InspectedInstance, inspect_dataset
-from dicom_node.phi import remember_identifiers
+from dicom_node.phi import PHI_KEYWORDS, remember_identifiers
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,19 @@ def presentation_address(peer_address: str) -> str:
     return f"dicom://[{peer_address}]" if ":" in peer_address else f"dicom://{peer_address}"
 
 
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element (PS3.5 7.1.2); the File Meta is always encoded so."""
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr in (b"OB", b"UR"):
+        return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
 def file_meta_bytes(
     *,
     sop_class_uid: str,
@@ -64,24 +77,34 @@ def file_meta_bytes(
     transfer_syntax_uid: str,
     origin: Origin,
 ) -> bytes:
-    """Preamble, "DICM" and the File Meta group (PS3.10 7.1) for a staged file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if origin.called_ae_title:
-        meta.SourceApplicationEntityTitle = origin.called_ae_title[:16]
-        meta.ReceivingApplicationEntityTitle = origin.called_ae_title[:16]
-    if origin.calling_ae_title:
-        meta.SendingApplicationEntityTitle = origin.calling_ae_title[:16]
+    """Preamble, "DICM" and the File Meta group (PS3.10 7.1) for a staged file.
+
+    Encoded directly (a few dozen bytes per element): building it through pydicom's Dataset and
+    writer cost ~3 ms per instance, a tenth of the time budget of an image at 30 images/s.
+    """
+    uid_pad, text_pad = b"\x00", b" "  # PS3.5 6.2: UI pads with NUL, AE/SH/UR with space
+    elements = [
+        _element(0x00020001, b"OB", b"\x00\x01"),
+        _element(0x00020002, b"UI", _padded(sop_class_uid, uid_pad)),
+        _element(0x00020003, b"UI", _padded(sop_instance_uid, uid_pad)),
+        _element(0x00020010, b"UI", _padded(transfer_syntax_uid, uid_pad)),
+        _element(0x00020012, b"UI", _padded(PYDICOM_IMPLEMENTATION_UID, uid_pad)),
+        _element(0x00020013, b"SH", _padded(IMPLEMENTATION_VERSION_NAME, text_pad)),
+    ]
+    called = origin.called_ae_title.strip()[:16]
+    calling = origin.calling_ae_title.strip()[:16]
+    if called:
+        elements.append(_element(0x00020016, b"AE", _padded(called, text_pad)))
+    if calling:
+        elements.append(_element(0x00020017, b"AE", _padded(calling, text_pad)))
+    if called:
+        elements.append(_element(0x00020018, b"AE", _padded(called, text_pad)))
     address = presentation_address(origin.peer_address)
     if address:
-        meta.SendingPresentationAddress = address
-    buffer = DicomBytesIO()
-    buffer.write(_PREAMBLE)
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return buffer.getvalue()
+        elements.append(_element(0x00020027, b"UR", _padded(address, text_pad)))
+    body = b"".join(elements)
+    group_length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return _PREAMBLE + group_length + body
 
 
 def _not_file_meta(tag: object, vr: object, length: object) -> bool:
@@ -109,6 +132,20 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset, int]:
     return meta, offset
 
 
+_PHI_TAGS = tuple(int(tag_for_keyword(keyword) or 0) for keyword in sorted(PHI_KEYWORDS))
+
+
+def _raw_phi_values(header: Dataset) -> tuple[object, ...]:
+    """The identifying elements' values as stored in ``header`` (still-encoded bytes while pydicom
+    has not decoded them): cheap to compare between the slices of a series."""
+    values: list[object] = []
+    for tag in _PHI_TAGS:
+        element = header.get_item(tag)
+        value = None if element is None else element.value
+        values.append(value if isinstance(value, bytes | str | int | float | type(None)) else repr(value))
+    return tuple(values)
+
+
 class InstanceReceiver:
     """Validate → register PHI → stage → describe; one instance per call, thread-safe."""
 
@@ -124,7 +161,7 @@ class InstanceReceiver:
         self.limits = limits
         self.uid_root = uid_root
         self._clock = clock
-        self._last_phi: tuple[str, ...] = ()
+        self._last_phi_raw: tuple[object, ...] | None = None
 
     def inspect(
         self,
@@ -209,8 +246,12 @@ class InstanceReceiver:
         )
 
     def _remember_phi(self, inspected: InspectedInstance) -> None:
-        # A series repeats the same identifiers in every slice: skip the registry when unchanged.
-        values = tuple(phi_values(inspected.header))
-        if values and values != self._last_phi:
+        # A series repeats the same identifiers in every slice. Compare the still-encoded values
+        # first (no character-set decoding) and decode/register only when they changed.
+        raw = _raw_phi_values(inspected.header)
+        if raw == self._last_phi_raw:
+            return
+        values = phi_values(inspected.header)
+        if values:
             remember_identifiers(values)
-            self._last_phi = values
+        self._last_phi_raw = raw

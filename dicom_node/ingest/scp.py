@@ -27,10 +27,12 @@ What it does per association (PS3.7, PS3.8):
 Optional DICOM TLS (settings.dicom.tls, :mod:`dicom_node.ingest.tls`).
 
 Received data sets are taken from pynetdicom's in-memory buffer and written as received (plus our
-File Meta), not decoded and re-encoded. ``STORE_RECV_CHUNKED_DATASET`` (pynetdicom writes each data
-set to a temporary file itself) was measured and not used: no faster here, its file is outside the
-staging file system, its File Meta cannot carry the sender's AE title, and it is a process-wide
-switch (bench/RESULTS.md, "Ingest (C-STORE)").
+File Meta), not decoded and re-encoded. ``STORE_RECV_CHUNKED_DATASET`` (pynetdicom streams each data
+set to a temporary file itself) was measured and not used: slower here (26 vs 40 images/s in
+bench/ingest_cstore.py, it writes the file and we read it back), its file lies outside the staging
+file system, its File Meta cannot carry the sender's AE title, and it is a process-wide switch
+(bench/RESULTS.md, "Ingest (C-STORE)"). Durability (file fsync + directory fsync) is the largest
+single cost per image; it is not traded away.
 """
 
 from __future__ import annotations

@@ -122,3 +122,36 @@ def test_receive_part10_replaces_file_meta(receiver: InstanceReceiver, ct_file: 
     assert dcmread(stored.path).file_meta.SendingApplicationEntityTitle == "STORESCU"
     with pytest.raises(CannotUnderstand):
         receiver.receive_part10(b"\0" * 200, origin=ORIGIN)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        ORIGIN,
+        Origin(calling_ae_title="ODD", called_ae_title="NODE_A", peer_address="::1", association_id="y"),
+        Origin(calling_ae_title="", called_ae_title="", peer_address="", association_id=""),
+    ],
+)
+def test_file_meta_encoding_reads_back_with_pydicom(origin: Origin) -> None:
+    from dicom_node.ingest.receive import file_meta_bytes, split_part10
+
+    head = file_meta_bytes(
+        sop_class_uid=CT_IMAGE_STORAGE,
+        sop_instance_uid="1.2.3.45",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        origin=origin,
+    )
+    assert head[:128] == b"\0" * 128 and head[128:132] == b"DICM"
+    meta, offset = split_part10(head)  # pydicom's reader over our bytes
+    assert offset == len(head)
+    assert meta.FileMetaInformationGroupLength == len(head) - 132 - 12
+    assert meta.FileMetaInformationVersion == b"\x00\x01"
+    assert meta.MediaStorageSOPClassUID == CT_IMAGE_STORAGE
+    assert meta.MediaStorageSOPInstanceUID == "1.2.3.45"
+    assert meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert meta.ImplementationClassUID and meta.ImplementationVersionName == "CTAINODE_010"
+    assert meta.get("SendingApplicationEntityTitle", "") == origin.calling_ae_title
+    assert meta.get("ReceivingApplicationEntityTitle", "") == origin.called_ae_title
+    if origin.peer_address:
+        assert origin.peer_address in str(meta.SendingPresentationAddress)
+    assert len(head) % 2 == 0
