@@ -19,6 +19,7 @@ _COMMANDS: dict[str, str] = {
     "rules": "worker.cli.rules:rules",
     "jobs": "worker.cli.jobs:jobs",
     "model": "worker.cli.model:model",
+    "viewer": "worker.cli.viewer:viewer",
 }
 
 
