@@ -309,18 +309,21 @@ class StoreSCP:
         request: Any = event.request
         context = event.context
         try:
-            stored = self.receiver.receive(
-                request.DataSet.getvalue(),
-                transfer_syntax_uid=str(context.transfer_syntax),
-                sop_class_uid=str(context.abstract_syntax),
-                sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
-                origin=state.origin,
-            )
+            # A view of pynetdicom's buffer, not a copy (a large multi-frame would double in RAM);
+            # released before returning, as pynetdicom may close the buffer afterwards.
+            with request.DataSet.getbuffer() as data:
+                stored = self.receiver.receive(
+                    data,
+                    transfer_syntax_uid=str(context.transfer_syntax),
+                    sop_class_uid=str(context.abstract_syntax),
+                    sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
+                    origin=state.origin,
+                )
         except IngestError as exc:
             state.failed += 1
             logger.warning(
                 "C-STORE refused: %s",
-                exc,
+                str(exc),  # the text, not the exception: its traceback holds views of the buffer
                 extra={
                     "stage": "ingest",
                     "status": f"0x{exc.status:04X}",

@@ -353,7 +353,9 @@ def inspect_dataset(
     plain = inflate(bytes(data)) if transfer_syntax_uid == DeflatedExplicitVRLittleEndian else data
     implicit_vr = transfer_syntax_uid == ImplicitVRLittleEndian
     layout = walk_structure(plain, implicit_vr=implicit_vr)
-    header = parse_header(plain, implicit_vr=implicit_vr)
+    # Parse only what precedes the pixel data: the pixels are neither copied nor read here.
+    header_end = layout.value_offset if layout is not None else len(plain)
+    header = parse_header(memoryview(plain)[:header_end], implicit_vr=implicit_vr)
     try:
         sop_class_uid = require_uid(header.get("SOPClassUID"), what="SOPClassUID")
         sop_instance_uid = require_uid(header.get("SOPInstanceUID"), what="SOPInstanceUID")
