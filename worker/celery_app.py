@@ -177,7 +177,6 @@ def make_celery(
     elif transport == SQLITE_BROKER_TRANSPORT:
         transport_options = {"polling_interval": SQLITE_POLLING_INTERVAL_S}
 
-    exchange = Exchange("ctnode", type="direct")
     app.conf.update(
         broker_url=broker_url,
         broker_transport=transport,
@@ -196,9 +195,12 @@ def make_celery(
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_time_limit=queue.task_time_limit_s,
         task_soft_time_limit=queue.task_soft_time_limit_s,
-        task_queues=[Queue(name, exchange, routing_key=name) for name in QUEUES],
+        # One direct exchange per queue, named like it: Celery's own convention for a queue
+        # given by name, so a plain producer (the Orthanc plugin: send_task(..., queue="routing"))
+        # and these workers agree on the binding.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue=QUEUE_ROUTING,
-        task_default_exchange="ctnode",
+        task_default_exchange=QUEUE_ROUTING,
         task_default_routing_key=QUEUE_ROUTING,
         task_routes=(route_task,),
         task_create_missing_queues=True,

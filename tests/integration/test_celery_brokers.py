@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from celery import Celery
 from click.testing import CliRunner
 
 from dicom_node.contracts import JobState, Priority
@@ -151,6 +152,14 @@ def _round_trip(h: Harness) -> float:
     info = json.loads(path.read_text())
     assert info["value"] == {"n": 1}
     assert info["pid"] == h.workers[0].pid
+
+    # A plain Celery producer on the settings' broker URL (as the Orthanc plugin sends route_study:
+    # Celery defaults, queue by name) reaches the same worker.
+    plain = Celery("plain-producer", broker=h.settings.broker_url, set_as_current=False)
+    plain.conf.update(task_serializer="json", accept_content=["json"])
+    other_id = str(uuid.uuid4())
+    plain.send_task("ctnode_test.echo", args=[{"n": 2}], task_id=other_id, queue="routing")
+    assert json.loads(h.wait_file(f"echo-{other_id}.json", timeout_s=20).read_text())["value"] == {"n": 2}
     return elapsed
 
 
