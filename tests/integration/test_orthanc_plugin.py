@@ -5,115 +5,36 @@ message read back with a kombu consumer, as a Celery worker would receive it. Al
 guard (a SEG stored into the same study makes no second submission), early completion by
 announced counts, and a Redis outage, then an Orthanc restart, losing nothing.
 
-Fixture shape: :func:`plugin_orthanc` starts Orthanc with the plugin against any broker URL, so
-the full Orthanc → worker → results-back e2e can reuse it with a real worker on the same Redis.
+Fixture shape: ``tests.support.orthanc.orthanc_with_plugin`` starts Orthanc with the plugin against
+any broker URL and ``routing_messages`` reads what it sent, so the full Orthanc → worker →
+results-back e2e can reuse both with a real worker on the same Redis (``tests.support.redis``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 import numpy as np
 import pytest
-from kombu import Connection, Exchange, Queue
 from pydicom import dcmread
 from pydicom.sr.codedict import codes
 
-from dicom_node.contracts import CompletionReason, StudyStable
+from dicom_node.contracts import CompletionReason
 from tests.support.ct_series import make_ct_series
 from tests.support.dcmtk import require
-from tests.support.orthanc import OrthancServer, orthanc
-from tests.support.processes import ManagedProcess, free_port, port_open, wait_until
+from tests.support.orthanc import OrthancServer, orthanc_with_plugin, routing_messages
+from tests.support.processes import wait_until
+from tests.support.redis import RedisServer, redis_server
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN_SCRIPT = REPO / "plugins" / "orthanc" / "ctnode_orthanc.py"
 
-
-# -- peers -------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def redis_server(work_dir: Path, port: int) -> Iterator[ManagedProcess]:
-    """A throwaway redis-server on ``port`` (no persistence), stopped by PID."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
-        require("redis-server"),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    proc = ManagedProcess(argv, log_path=work_dir / f"redis-{port}.log", cwd=work_dir)
-    try:
-        wait_until(lambda: port_open(port) or not proc.alive(), timeout_s=10, what="redis-server")
-        if not proc.alive():
-            raise RuntimeError(f"redis-server exited early:\n{proc.log_text()}")
-        yield proc
-    finally:
-        proc.stop()
-
-
-@contextlib.contextmanager
-def plugin_orthanc(
-    work_dir: Path,
-    broker_url: str,
-    *,
-    stable_age_s: int = 1,
-    ctnode: dict[str, Any] | None = None,
-    credentials: tuple[str, str] | None = None,
-) -> Iterator[OrthancServer]:
-    """Orthanc with the ct-ai-node PythonScript, the venv via CTNODE_VENV, a given broker."""
-    section = {"RetryBaseSeconds": 0.3, "RetryMaxSeconds": 1.5, **(ctnode or {})}
-    env = {
-        "CTNODE_VENV": str(REPO / ".venv"),
-        "CTNODE_CONFIG": "",
-        "CTNODE_QUEUE__BROKER_URL": broker_url,
-        "CTNODE_STORAGE__ROOT": str(work_dir / "node-var"),
-    }
-    with orthanc(
-        work_dir,
-        python_script=PLUGIN_SCRIPT,
-        overrides={"StableAge": stable_age_s, "CtNode": section},
-        env=env,
-        args=["--verbose"],
-        credentials=credentials,
-    ) as server:
-        wait_until(lambda: "ct-ai-node plugin ready" in server.log_text(), timeout_s=20, what="plugin ready")
-        yield server
-
-
-def routing_messages(
-    broker_url: str, *, expect: int, timeout_s: float
-) -> list[tuple[dict[str, Any], StudyStable]]:
-    """Consume up to ``expect`` messages from the Celery ``routing`` queue; (headers, StudyStable)."""
-    out: list[tuple[dict[str, Any], StudyStable]] = []
-    deadline = time.monotonic() + timeout_s
-    with Connection(broker_url) as conn:
-        queue = conn.SimpleQueue(Queue("routing", Exchange("routing"), routing_key="routing"))
-        try:
-            while len(out) < expect and time.monotonic() < deadline:
-                try:
-                    message = queue.get(timeout=max(0.1, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                args, _kwargs, _embed = message.decode()
-                out.append((dict(message.headers), StudyStable.model_validate(args[0])))
-                message.ack()
-        finally:
-            queue.close()
-    return out
+def plugin_orthanc(work_dir: Path, broker_url: str, **kwargs: Any) -> Any:
+    return orthanc_with_plugin(work_dir, broker_url, **kwargs)
 
 
 def storescu(server: OrthancServer, files: list[Path]) -> None:
@@ -185,11 +106,10 @@ def wait_for_log(server: OrthancServer, text: str, *, count: int = 1, timeout_s:
 
 
 def test_stable_study_is_submitted_once_and_own_results_are_not_rerouted(tmp_path: Path) -> None:
-    port = free_port()
-    broker = f"redis://127.0.0.1:{port}/0"
     ct = make_ct_series(tmp_path / "ct", n_slices=6, rows=64, cols=64)
     study_uid = str(dcmread(ct[0]).StudyInstanceUID)
-    with redis_server(tmp_path / "redis", port), plugin_orthanc(tmp_path / "orthanc", broker) as server:
+    with redis_server(tmp_path / "redis") as redis, plugin_orthanc(tmp_path / "orthanc", redis.url) as server:
+        broker = redis.url
         storescu(server, ct)
         [(headers, stable)] = routing_messages(broker, expect=1, timeout_s=30)
         assert headers["task"] == "worker.tasks.route_study"
@@ -226,18 +146,16 @@ def test_stable_study_is_submitted_once_and_own_results_are_not_rerouted(tmp_pat
 def test_announced_counts_submit_before_stable_age(tmp_path: Path) -> None:
     """Also with HTTP authentication on (as deploy/orthanc sets it): the plugin reads Orthanc
     in-process through RestApiGet and needs no credentials."""
-    port = free_port()
-    broker = f"redis://127.0.0.1:{port}/0"
     ct = make_ct_series(tmp_path / "ct", n_slices=5, rows=64, cols=64, images_in_acquisition=True)
     with (
-        redis_server(tmp_path / "redis", port),
+        redis_server(tmp_path / "redis") as redis,
         plugin_orthanc(
-            tmp_path / "orthanc", broker, stable_age_s=60, credentials=("ctnode", "test-only")
+            tmp_path / "orthanc", redis.url, stable_age_s=60, credentials=("ctnode", "test-only")
         ) as server,
     ):
         started = time.monotonic()
         storescu(server, ct)
-        [(_headers, stable)] = routing_messages(broker, expect=1, timeout_s=20)
+        [(_headers, stable)] = routing_messages(redis.url, expect=1, timeout_s=20)
         assert time.monotonic() - started < 20  # long before StableAge (60 s)
         assert stable.reason is CompletionReason.EXPECTED_COUNT
         assert stable.instance_count == 5
@@ -245,32 +163,34 @@ def test_announced_counts_submit_before_stable_age(tmp_path: Path) -> None:
 
 
 def test_redis_outage_and_orthanc_restart_lose_nothing(tmp_path: Path) -> None:
-    port = free_port()
-    broker = f"redis://127.0.0.1:{port}/0"
+    redis = RedisServer(tmp_path / "redis")  # not started: the broker is down
+    broker = redis.url
     first = make_ct_series(tmp_path / "a", n_slices=3, rows=32, cols=32)
     second = make_ct_series(tmp_path / "b", n_slices=4, rows=32, cols=32)
     work = tmp_path / "orthanc"
-    with plugin_orthanc(work, broker) as server:
-        # Redis is down: the stable event is decided, spooled, and retried with backoff.
-        storescu(server, first)
-        wait_for_log(server, "routing submission not sent (attempt 2)")
-        with redis_server(tmp_path / "redis", port):
+    try:
+        with plugin_orthanc(work, broker) as server:
+            # Redis is down: the stable event is decided, spooled, and retried with backoff.
+            storescu(server, first)
+            wait_for_log(server, "routing submission not sent (attempt 2)")
+            redis.start()
             [(_h, stable_a)] = routing_messages(broker, expect=1, timeout_s=20)
-        assert stable_a.study_instance_uid == str(dcmread(first[0]).StudyInstanceUID)
-        assert "sent after" in server.log_text()
-        # Redis down again; the second study is spooled; then Orthanc stops before Redis returns.
-        storescu(server, second)
-        wait_for_log(server, "routing submission not sent (attempt 1)", count=2)
-    spool = work / "storage" / "ctnode-plugin-spool.sqlite"
-    assert spool.exists()
-    with redis_server(tmp_path / "redis", port), plugin_orthanc(work, broker) as restarted:
-        [(_h, stable_b)] = routing_messages(broker, expect=1, timeout_s=20)
-        assert stable_b.study_instance_uid == str(dcmread(second[0]).StudyInstanceUID)
-        assert stable_b.instance_count == 4
-        assert stable_b.source.orthanc_url == restarted.url.replace(
-            str(restarted.http_port), str(server.http_port)
-        )
-        # Both studies are re-checked after the restart (changed since the watermark); A was
-        # already delivered and B just was: the guard skips both, nothing more is sent.
-        wait_for_log(restarted, "not submitting study: routable instances unchanged", count=2)
-        assert routing_messages(broker, expect=1, timeout_s=0.5) == []
+            assert stable_a.study_instance_uid == str(dcmread(first[0]).StudyInstanceUID)
+            wait_for_log(server, "routing submission sent after")  # logged just after the send
+            # Redis down again; the second study is spooled; Orthanc stops before Redis returns.
+            redis.stop()
+            storescu(server, second)
+            wait_for_log(server, "routing submission not sent (attempt 1)", count=2)
+        assert (work / "storage" / "ctnode-plugin-spool.sqlite").exists()
+        redis.start()
+        with plugin_orthanc(work, broker) as restarted:
+            [(_h, stable_b)] = routing_messages(broker, expect=1, timeout_s=20)
+            assert stable_b.study_instance_uid == str(dcmread(second[0]).StudyInstanceUID)
+            assert stable_b.instance_count == 4
+            assert stable_b.source.orthanc_url == server.url  # decided before the restart
+            # Both studies are re-checked after the restart (changed since the watermark); A was
+            # already delivered and B just was: the guard skips both, nothing more is sent.
+            wait_for_log(restarted, "not submitting study: routable instances unchanged", count=2)
+            assert routing_messages(broker, expect=1, timeout_s=0.5) == []
+    finally:
+        redis.stop()

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import ManagedProcess, free_port, managed, port_open
+from tests.support.processes import ManagedProcess, free_port, managed, port_open, wait_until
 
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
 DICOMWEB_PLUGIN = PLUGIN_DIR / "libOrthancDicomWeb.so"
@@ -217,3 +218,77 @@ def orthanc(
             username=credentials[0] if credentials else None,
             password=credentials[1] if credentials else None,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Orthanc with the ct-ai-node plugin (plugins/orthanc), and the routing messages it sends
+# ---------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_SCRIPT = REPO / "plugins" / "orthanc" / "ctnode_orthanc.py"
+
+
+@contextlib.contextmanager
+def orthanc_with_plugin(
+    work_dir: Path,
+    broker_url: str,
+    *,
+    stable_age_s: int = 1,
+    ctnode: Mapping[str, Any] | None = None,
+    credentials: tuple[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[OrthancServer]:
+    """Orthanc running the ct-ai-node PythonScript (venv via ``CTNODE_VENV``) against ``broker_url``.
+
+    ``ctnode`` is merged into the ``"CtNode"`` section (fast retries by default); ``env`` adds
+    ``CTNODE_*`` settings for the plugin (e.g. ``CTNODE_UID_ROOT``). Waits until the plugin has
+    logged that it is ready (Orthanc runs ``--verbose`` so its INFO lines are visible). Calling it
+    again on the same ``work_dir`` restarts on the same storage and plugin spool.
+    """
+    section = {"RetryBaseSeconds": 0.3, "RetryMaxSeconds": 1.5, **(ctnode or {})}
+    plugin_env = {
+        "CTNODE_VENV": str(REPO / ".venv"),
+        "CTNODE_CONFIG": "",
+        "CTNODE_QUEUE__BROKER_URL": broker_url,
+        "CTNODE_STORAGE__ROOT": str(work_dir / "node-var"),
+        **(env or {}),
+    }
+    with orthanc(
+        work_dir,
+        python_script=PLUGIN_SCRIPT,
+        overrides=deep_merge({"StableAge": stable_age_s, "CtNode": section}, overrides or {}),
+        env=plugin_env,
+        args=["--verbose"],
+        credentials=credentials,
+    ) as server:
+        wait_until(lambda: "ct-ai-node plugin ready" in server.log_text(), timeout_s=30, what="plugin ready")
+        yield server
+
+
+def routing_messages(broker_url: str, *, expect: int, timeout_s: float) -> list[tuple[dict[str, Any], Any]]:
+    """Consume up to ``expect`` ``route_study`` messages from the Celery ``routing`` queue.
+
+    Returns (message headers, ``StudyStable``) pairs, acknowledged; fewer when ``timeout_s`` ends
+    first. Reads the queue the way a Celery worker would (kombu, JSON body ``[args, kwargs, embed]``).
+    """
+    from kombu import Connection, Exchange, Queue
+
+    from dicom_node.contracts import StudyStable
+
+    out: list[tuple[dict[str, Any], Any]] = []
+    deadline = time.monotonic() + timeout_s
+    with Connection(broker_url) as conn:
+        queue = conn.SimpleQueue(Queue("routing", Exchange("routing"), routing_key="routing"))
+        try:
+            while len(out) < expect and time.monotonic() < deadline:
+                try:
+                    message = queue.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                args, _kwargs, _embed = message.decode()
+                out.append((dict(message.headers), StudyStable.model_validate(args[0])))
+                message.ack()
+        finally:
+            queue.close()
+    return out
