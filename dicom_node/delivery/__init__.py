@@ -8,12 +8,14 @@ Public API::
                      calling_ae_title=settings.dicom.ae_title,
                      already_delivered=store.delivered_uids(job_id, "PACS"))
 
-Lower level: :func:`send_cstore`, :func:`send_stow`, :func:`confirm_qido`, :func:`select_files`;
+Lower level: :func:`send_cstore`, :func:`send_stow`, :func:`confirm_qido`, :func:`confirm_cfind`,
+:func:`select_files`;
 status classification in :mod:`dicom_node.delivery.outcome`.
 """
 
 from __future__ import annotations
 
+from dicom_node.delivery.cfind import confirm_cfind
 from dicom_node.delivery.cstore import send_cstore
 from dicom_node.delivery.deliver import deliver
 from dicom_node.delivery.outcome import (
@@ -36,6 +38,7 @@ __all__ = [
     "SendResult",
     "classify_dimse_status",
     "classify_http_status",
+    "confirm_cfind",
     "confirm_qido",
     "deliver",
     "presentation_contexts",

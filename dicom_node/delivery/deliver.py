@@ -23,6 +23,7 @@ import logging
 from collections.abc import Collection
 
 from dicom_node.contracts import DeliveryReport, ResultBundle
+from dicom_node.delivery.cfind import confirm_cfind
 from dicom_node.delivery.cstore import send_cstore
 from dicom_node.delivery.outcome import SendResult, raise_for_outcome, report_for
 from dicom_node.delivery.selection import select_files
@@ -49,9 +50,10 @@ def deliver(
     :class:`~dicom_node.delivery.outcome.DeliveryRejected` (permanent), each carrying the
     report of this attempt (delivered so far, per-instance failure reasons).
 
-    DICOMweb destinations are confirmed by a QIDO-RS query-back of every selected instance
-    (``confirmed`` / ``confirmation_detail``); DICOM destinations are not (no storage commitment or
-    C-FIND query-back yet: ``confirmation_detail`` says so).
+    Once everything is delivered it is confirmed (``confirm=True``): DICOMweb destinations by a
+    QIDO-RS query-back, DICOM destinations by a C-FIND query-back (``confirmed`` /
+    ``confirmation_detail``; a peer without C-FIND, like storescp, leaves it unconfirmed with the
+    reason). No storage commitment.
     """
     selected = select_files(bundle, dest)
     to_send = [f for f in selected if f.sop_instance_uid not in set(already_delivered)]
@@ -67,7 +69,13 @@ def deliver(
             )
     else:
         result = send_cstore(to_send, dest, calling_ae_title=calling_ae_title) if to_send else SendResult(())
-        confirmation = "not confirmed: no storage commitment / C-FIND query-back for DICOM destinations"
+        if confirm and not result.any_permanent and not result.any_transient:
+            confirmed, confirmation = confirm_cfind(
+                selected,
+                dest,
+                calling_ae_title=calling_ae_title,
+                study_instance_uid=bundle.study_instance_uid,
+            )
     report = report_for(
         result,
         job_id=bundle.job_id,

@@ -11,12 +11,13 @@ import pytest
 from pydicom import dcmread
 
 from dicom_node.contracts import JobState, ResultBundle
-from dicom_node.delivery import DeliveryIncomplete, deliver
+from dicom_node.delivery import DeliveryIncomplete, confirm_cfind, deliver
 from dicom_node.jobs import DeliveryState, JobStore
 from dicom_node.settings import DestinationSettings
 from tests.support.dcmtk import storescp
+from tests.support.orthanc import orthanc
 from tests.support.processes import free_port
-from tests.unit.dicom_node.delivery.objects import LABELMAP_SEG, make_result_bundle
+from tests.unit.dicom_node.delivery.objects import LABELMAP_SEG, make_result_bundle, write_object
 from tests.unit.dicom_node.jobs.builders import make_job
 from worker.retry import RetryAction, RetryPolicy
 
@@ -114,3 +115,35 @@ def test_resend_of_already_stored_objects_is_harmless(tmp_path: Path) -> None:
     assert first.delivered_sop_instance_uids == again.delivered_sop_instance_uids
     # identical UIDs: the PACS holds each object once, whatever it does with the second copy
     assert set(_received(tmp_path / "pacs" / "in")) == {f.sop_instance_uid for f in bundle.files}
+
+
+def test_cstore_to_orthanc_confirmed_by_cfind(tmp_path: Path) -> None:
+    """Orthanc as a DICOM PACS: C-STORE, then the C-FIND query-back finds every instance."""
+    bundle = make_result_bundle(tmp_path / "results", kinds=("seg-binary", "sr", "gsps"))
+    overrides = {"DicomAlwaysAllowFind": True}  # Orthanc answers C-FIND from unlisted AEs
+    with orthanc(tmp_path / "orthanc", overrides=overrides, dicomweb=False) as server:
+        dest = DestinationSettings(ae_title=server.aet, port=server.dicom_port, timeout_s=10)
+        report = deliver(bundle, "ORTHANC", dest, calling_ae_title="CTAINODE")
+        held = server.sop_instance_uids()
+        # a query for one instance it lacks: the query-back notices
+        missing = write_object(tmp_path / "results", "sc", study_instance_uid=bundle.study_instance_uid)
+        ok, detail = confirm_cfind(
+            [*bundle.files, missing],
+            dest,
+            calling_ae_title="CTAINODE",
+            study_instance_uid=bundle.study_instance_uid,
+        )
+    assert set(report.delivered_sop_instance_uids) == {f.sop_instance_uid for f in bundle.files} <= held
+    assert report.confirmed is True, report.confirmation_detail
+    assert "all 3 instances found" in report.confirmation_detail
+    assert ok is False and missing.sop_instance_uid in detail
+
+
+def test_storescp_has_no_cfind_so_delivery_is_unconfirmed(tmp_path: Path) -> None:
+    bundle = make_result_bundle(tmp_path / "results", kinds=("sr",))
+    with storescp(tmp_path / "pacs" / "in") as (_proc, port):
+        report = deliver(
+            bundle, "PACS", DestinationSettings(ae_title="PACS", port=port), calling_ae_title="N"
+        )
+    assert report.delivered_sop_instance_uids == (bundle.files[0].sop_instance_uid,)
+    assert report.confirmed is False and "C-FIND" in report.confirmation_detail

@@ -51,7 +51,8 @@ def test_all_delivered_with_exact_contexts(bundle: ResultBundle) -> None:
     assert report.failed == {} and report.warnings == {}
     assert report.destination == "PACS" and report.job_id == bundle.job_id
     assert set(peer.calling_ae_titles) == {"CTAINODE"}
-    assert report.confirmed is False and "not confirmed" in report.confirmation_detail
+    # the fake peer offers no C-FIND: delivered, but the query-back says it cannot confirm
+    assert report.confirmed is False and "offers no Study Root C-FIND" in report.confirmation_detail
 
 
 def test_labelmap_destination_gets_the_labelmap_seg(bundle: ResultBundle) -> None:
