@@ -143,6 +143,7 @@ class Dispatcher:
         # Orthanc refuses REST calls from plugins until it has started (error 2038): checks and
         # the watermark wait for ORTHANC_STARTED; spooled sends need no REST and go at once.
         self.started = False
+        self._recovery_due = False
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -195,6 +196,9 @@ class Dispatcher:
                 events.append(self._inbox.get_nowait())
         for event in events:
             self._handle(event)
+        if self._recovery_due:
+            self.recover()  # raises: stays due, retried on the next iteration
+            self._recovery_due = False
         if self.started:
             self._run_due_checks()
         self.flush()
@@ -216,7 +220,7 @@ class Dispatcher:
                 self._count_instance(event.resource_id, now)
         elif event.kind is EventKind.STARTED:
             self.started = True
-            self.recover()
+            self._recovery_due = True
 
     def _schedule(self, orthanc_study_id: str, due_at: float, reason: CompletionReason, detail: str) -> None:
         existing = self._checks.get(orthanc_study_id)

@@ -275,3 +275,37 @@ def test_backoff_bounds(attempt: int) -> None:
     nominal = min(60.0, 1.0 * 2 ** (attempt - 1))
     value = backoff_s(attempt, base_s=1.0, max_s=60.0, rng=rng)
     assert 0.75 * nominal <= value <= min(60.0, 1.25 * nominal)
+
+
+def test_failed_catch_up_is_retried(tmp_path: Path) -> None:
+    class ChangesDown(FakeOrthanc):
+        failures = 1
+
+        def get_json(self, uri: str) -> object:
+            if uri.startswith("/changes") and self.failures:
+                self.failures -= 1
+                raise OSError("Orthanc busy")
+            return super().get_json(uri)
+
+    fake, broker, clock = ChangesDown(), FakeBroker(), ManualClock()
+    Spool(tmp_path / "spool.sqlite").set_meta(WATERMARK_KEY, "0")  # not a first run
+    ct_study(fake)
+    config = PluginConfig(
+        node_config=None, orthanc_url=URL, spool_path=tmp_path / "spool.sqlite", stable_age_s=3
+    )
+    d = Dispatcher(
+        api=fake,
+        spool=Spool(config.spool_path),
+        publisher=broker,
+        classifier=NodeResultClassifier(uid_root="1.2.9.", manufacturer="x"),
+        config=config,
+        clock=clock,
+    )
+    d.notify(Event(EventKind.STARTED))
+    with pytest.raises(OSError):
+        d.run_once()
+    d.run_once()  # retried
+    assert d.stats.recovered_studies == 1
+    clock.advance(3)
+    d.run_once()
+    assert len(broker.sent) == 1
