@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 
 from dicom_node.settings import Settings
 
@@ -136,6 +137,33 @@ def broker_connection_params(broker_url: str) -> tuple[str, str | None]:
     if broker_url.startswith("sqla+sqlite:"):
         return broker_url.removeprefix("sqla+"), SQLITE_BROKER_TRANSPORT
     return broker_url, None
+
+
+def prune_sqlite_broker(broker_url: str, *, older_than_s: float = 86400.0) -> int:
+    """Delete messages fetched more than ``older_than_s`` ago from the embedded broker; return how many.
+
+    kombu's SQLAlchemy transport never deletes a message: a fetched one is only marked invisible
+    (acknowledged or not: it is never made visible again, see the module docstring), so the table
+    grows with every task. Deleting invisible rows is therefore safe; visible (waiting) messages
+    are kept. A no-op for other brokers. Meant for a periodic housekeeping call (e.g. the sweeper).
+    """
+    url, transport = broker_connection_params(broker_url)
+    if transport != SQLITE_BROKER_TRANSPORT:
+        return 0
+    # kombu stamps its "timestamp" column with naive local time (datetime.now): compare in the same terms.
+    cutoff = datetime.now() - timedelta(seconds=older_than_s)
+    engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+    try:
+        with engine.begin() as conn:
+            if not inspect(conn).has_table("kombu_message"):
+                return 0
+            result = conn.execute(
+                text("DELETE FROM kombu_message WHERE visible = 0 AND timestamp < :cutoff"),
+                {"cutoff": cutoff},
+            )
+            return int(result.rowcount)
+    finally:
+        engine.dispose()
 
 
 def _default_include() -> list[str]:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from worker.celery_app import (
     SQLiteBrokerTransport,
     broker_connection_params,
     make_celery,
+    prune_sqlite_broker,
     queue_for,
 )
 
@@ -109,3 +113,29 @@ def test_router_applies_the_routes(tmp_path: Path) -> None:
     assert router.route({}, TASK_DELIVER, args=["j", "PACS"], kwargs={})["queue"].name == "delivery"
     explicit = router.route({"queue": "routing"}, TASK_DELIVER, args=["j", "PACS"], kwargs={})
     assert explicit["queue"].name == "routing"  # an explicit queue wins
+
+
+def test_prune_sqlite_broker_deletes_only_fetched_messages(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    app = make_celery(settings, include=[])
+    for n in range(3):
+        app.send_task(TASK_ROUTE_STUDY, args=[{"n": n}], task_id=f"t-{n}")
+    with app.connection_for_read() as conn:  # a consumer fetches one (kombu marks it invisible)
+        queue = conn.SimpleQueue("routing")
+        fetched = queue.get(timeout=5)
+        assert fetched.headers["id"] == "t-0"
+        fetched.ack()  # done (unacked, closing the channel would put a fresh copy back)
+        queue.close()
+    db = tmp_path / "broker.sqlite"
+
+    def rows() -> list[tuple[int, int]]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return conn.execute("SELECT id, visible FROM kombu_message ORDER BY id").fetchall()
+
+    assert [v for _, v in rows()] == [0, 1, 1]
+    assert prune_sqlite_broker(settings.broker_url, older_than_s=3600) == 0  # fetched too recently
+    time.sleep(0.05)
+    assert prune_sqlite_broker(settings.broker_url, older_than_s=0.01) == 1
+    assert [v for _, v in rows()] == [1, 1]  # waiting messages are kept
+    assert prune_sqlite_broker("redis://127.0.0.1:1/0") == 0
+    assert prune_sqlite_broker(f"sqla+sqlite:///{tmp_path / 'none.sqlite'}") == 0
