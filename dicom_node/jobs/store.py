@@ -3,7 +3,7 @@
 It is the source of truth for what the node did; Celery only carries messages. Typical use by the
 worker tasks::
 
-    store = JobStore.open(settings.database_url)          # migrates to head
+    store = JobStore.open(settings.database_url)          # migrates to head: once per process
     record, created = store.create_job(job)               # idempotent by job_id
     if store.claim(job.job_id, worker="host:pid", stale_after_s=time_limit_s):
         ...                                               # run the model
