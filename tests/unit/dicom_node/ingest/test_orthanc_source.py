@@ -74,8 +74,16 @@ def test_connection_failure_is_transient() -> None:
 
 def test_fetch_writes_staging_layout_and_leaves_no_temp_files(tmp_path: Path) -> None:
     [ct] = make_ct_series(tmp_path / "ct", n_slices=1, rows=16, cols=16)
-    client = source_with(serve(study_json(), {"/instances/in/file": ct.read_bytes()}))
+    inner = serve(study_json(), {"/instances/in/file": ct.read_bytes()})
+    seen: dict[str, str] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.path] = request.headers.get("accept-encoding", "")
+        return inner(request)
+
+    client = source_with(handler)
     result = client.fetch_study("st", tmp_path / "out")
+    assert seen["/instances/in/file"] == "identity"  # never let Orthanc gzip pixel data on the fly
     assert result.paths == (tmp_path / "out" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm",)
     assert result.paths[0].read_bytes() == ct.read_bytes()
     assert [p.name for p in (tmp_path / "out" / "1.2.3" / "1.2.3.4").iterdir()] == ["1.2.3.4.5.dcm"]

@@ -93,7 +93,7 @@ def test_app_config_evaluates_in_javascript() -> None:
     assert config["disableConfirmationPrompts"] is True
 
 
-def test_proxy_injects_credentials_keeps_gzip_and_is_read_only(dist: Path) -> None:
+def test_proxy_injects_credentials_passes_encoded_answers_and_is_read_only(dist: Path) -> None:
     Upstream.seen.clear()
     with upstream() as url:
         server = ViewerServer(dist=dist, orthanc_url=url, orthanc_credentials=("viewer", "pw"))
@@ -113,6 +113,7 @@ def test_proxy_injects_credentials_keeps_gzip_and_is_read_only(dist: Path) -> No
             [seen] = Upstream.seen
             assert seen["path"] == "/dicom-web/studies?PatientID=x"
             assert seen["authorization"] == "Basic dmlld2VyOnB3"  # viewer:pw, never the browser's header
+            assert seen["accept-encoding"] == "identity"  # no on-the-fly gzip of pixel data by Orthanc
             assert client.post("/dicom-web/studies", content=b"x").status_code == 405
             assert client.delete("/dicom-web/studies/1.2.3").status_code == 405
             assert len(Upstream.seen) == 1
