@@ -254,8 +254,11 @@ def _template(
     ds.PatientSex = patient.sex
     # General Equipment / CT Image / Image Plane
     if body_part_examined:
-        # Left out when unknown: dciodvfy then asks for Laterality (GeneralSeries, Type 2C).
         ds.BodyPartExamined = body_part_examined.upper()[:16]
+    else:
+        # Body part unknown, so whether it is paired is unknown: Laterality (General Series, Type 2C)
+        # is then sent empty, "unknown" (PS3.3 C.7.3.1); dciodvfy reports it missing otherwise.
+        ds.Laterality = ""
     ds.SliceThickness = _ds_number(slice_thickness_mm)
     ds.SpacingBetweenSlices = _ds_number(slice_spacing_mm)
     ds.KVP = "120"

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from dicom_node.contracts import AnalysisResult, ResultBundle, ResultFile, ResultRole
 from dicom_node.errors import PermanentError
 from dicom_node.identity import derived_uid
+from dicom_node.results.explicit_vr import write_file
 from dicom_node.results.gsps import build_gsps
 from dicom_node.results.labels import label_stats
 from dicom_node.results.sc import build_sc_images
@@ -60,7 +60,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def _save(ds: Dataset, path: Path) -> None:
-    _atomic_write(path, lambda out: pydicom.dcmwrite(out, ds, enforce_file_format=True))
+    _atomic_write(path, lambda out: write_file(out, ds))
 
 
 def _result_file(role: ResultRole, path: Path, ds: Dataset) -> ResultFile:

@@ -27,7 +27,7 @@ from dicom_node.contracts import AnalysisResult
 from dicom_node.results.coding import FINDING_COLOR_RGB, cielab, code_string, segment_color
 from dicom_node.results.labels import LabelStats
 from dicom_node.results.outline import trace_outline
-from dicom_node.results.provenance import stamp_datetime
+from dicom_node.results.provenance import copy_body_part, stamp_datetime
 from dicom_node.results.sources import SourceVolume
 from dicom_node.results.sr import SNIPPET_RADIUS_MM, rectangle_pixels
 
@@ -51,6 +51,30 @@ def _window(source: Dataset) -> tuple[float, float]:
     first_centre = centre[0] if hasattr(centre, "__len__") and not isinstance(centre, str) else centre
     first_width = width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width
     return float(first_centre), float(first_width)
+
+
+def _modality_lut(sources: Sequence[Dataset]) -> hd.ModalityLUTTransformation | None:
+    """The series' rescale as the GSPS Modality LUT (PS3.3 C.11.1) when every slice shares it.
+
+    Passing it saves highdicom a per-image scan; when slices differ, None lets highdicom decide
+    (it refuses: one presentation state cannot carry several rescales).
+    """
+    first = sources[0]
+    if "RescaleSlope" not in first or "RescaleIntercept" not in first:
+        return None
+    key = (str(first.RescaleSlope), str(first.RescaleIntercept), str(first.get("RescaleType", "")))
+    for ds in sources:
+        if (
+            str(ds.get("RescaleSlope")),
+            str(ds.get("RescaleIntercept")),
+            str(ds.get("RescaleType", "")),
+        ) != key:
+            return None
+    return hd.ModalityLUTTransformation(
+        rescale_intercept=float(first.RescaleIntercept),
+        rescale_slope=float(first.RescaleSlope),
+        rescale_type=str(first.get("RescaleType") or "HU"),
+    )
 
 
 def build_gsps(
@@ -177,6 +201,7 @@ def build_gsps(
 
     first = sources[0]
     centre, width = _window(first)
+    modality_lut = _modality_lut(sources) if not volume.is_multiframe else None
     unique_sources = list({str(ds.SOPInstanceUID): ds for ds in sources}.values())
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=unique_sources,
@@ -195,9 +220,9 @@ def build_gsps(
         voi_lut_transformations=[
             hd.pr.SoftcopyVOILUTTransformation(window_center=centre, window_width=width)
         ],
+        modality_lut_transformation=modality_lut,
     )
-    if "BodyPartExamined" in first:
-        gsps.BodyPartExamined = first.BodyPartExamined  # else dciodvfy: Laterality (Type 2C) missing
+    copy_body_part(gsps, first)
     if series_description:
         gsps.SeriesDescription = series_description[:64]
     stamp_datetime(gsps, content_datetime or datetime.now())

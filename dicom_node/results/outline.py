@@ -17,7 +17,20 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def largest_part(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected part of a 2D mask, holes filled."""
+    """The largest 8-connected part of a 2D mask, holes filled (same shape as ``mask``)."""
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros_like(mask)
+    columns = np.flatnonzero(mask.any(axis=0))
+    # Work inside the bounding box only (an organ is a small part of a 512×512 slice).
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1))
+    out = np.zeros_like(mask)
+    out[box] = _largest_part(mask[box])
+    return out
+
+
+def _largest_part(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask, structure=_EIGHT)
     if count == 0:
         return np.zeros_like(mask, dtype=bool)

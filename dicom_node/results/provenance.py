@@ -39,6 +39,18 @@ def stamp_datetime(ds: Dataset, when: datetime) -> None:
             item.ContributionDateTime = da + tm
 
 
+def copy_body_part(target: Dataset, source: Dataset) -> None:
+    """Copy BodyPartExamined; when the CT has none, send Laterality (Type 2C) as the CT does, else
+    empty ("unknown"). highdicom copies neither for GSPS/SC and dciodvfy then reports Laterality
+    missing (dicom-notes.md; PS3.3 C.7.3.1)."""
+    if source.get("BodyPartExamined"):
+        target.BodyPartExamined = source.BodyPartExamined
+        if source.get("Laterality"):
+            target.Laterality = source.Laterality
+    else:
+        target.Laterality = source.get("Laterality", "")
+
+
 def uuid_uid(*parts: str) -> str:
     """A deterministic "2.25." UID from a UUID5 of ``parts`` (PS3.5 B.2), for callers without a root."""
     return f"2.25.{uuid.uuid5(NODE_NAMESPACE, '|'.join(parts)).int}"

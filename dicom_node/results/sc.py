@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from dicom_node.contracts import AnalysisResult
 from dicom_node.results.gsps import segment_caption
 from dicom_node.results.labels import LabelStats
-from dicom_node.results.provenance import stamp_datetime
+from dicom_node.results.provenance import copy_body_part, stamp_datetime
 from dicom_node.results.render import key_slice_pictures, render_slice
 from dicom_node.results.sources import SourceVolume
 
@@ -125,5 +125,4 @@ def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, 
         reference.ReferencedFrameNumber = frame_numbers
     image.SourceImageSequence = [reference]
     image.DerivationDescription = "Secondary capture of a CT slice with AI segmentation overlay burned in"
-    if "BodyPartExamined" in source:
-        image.BodyPartExamined = source.BodyPartExamined
+    copy_body_part(image, source)

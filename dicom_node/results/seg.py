@@ -29,10 +29,7 @@ from typing import BinaryIO, Literal
 
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.contracts import CodedConcept, SegmentDescription
@@ -315,7 +312,7 @@ def write_seg(
         # highdicom end to end: LABELMAP (one frame per slice), Enhanced CT sources, or an empty map
         # (highdicom then encodes empty frames, since a SEG needs at least one).
         seg = build_seg(sources, labelmap, segments, seg_type=seg_type, **common)  # type: ignore[arg-type]
-        pydicom.dcmwrite(out, seg, enforce_file_format=True)
+        ev.write_file(out, seg)
         return SegInfo(
             sop_class_uid=str(seg.SOPClassUID),
             sop_instance_uid=sop_instance_uid,
@@ -374,16 +371,14 @@ def _write_binary_fast(
             + ev.text(0x0020000E, "UI", str(sources[0].SeriesInstanceUID))
         ],
     )
-    head = skeleton[:_REFERENCED_SERIES_TAG]
-    head.file_meta = skeleton.file_meta
-    pydicom.dcmwrite(out, head, enforce_file_format=True)
-    stream = DicomFileLike(out)
-    stream.is_little_endian, stream.is_implicit_VR = True, False
-    charset = skeleton.get("SpecificCharacterSet", "ISO_IR 192")
+    encodings = ev.file_encodings(skeleton)
+    rest = ev.body(skeleton)
+    ev.write_head(out, skeleton)
+    out.write(ev.encode_body(rest[:_REFERENCED_SERIES_TAG], encodings))
     out.write(referenced_series)
-    write_dataset(stream, skeleton[_REFERENCED_SERIES_TAG + 1 : _SOURCE_IMAGE_TAG], charset)
+    out.write(ev.encode_body(rest[_REFERENCED_SERIES_TAG + 1 : _SOURCE_IMAGE_TAG], encodings))
     out.write(ev.sequence(_SOURCE_IMAGE_TAG, source_items))
-    write_dataset(stream, skeleton[_SOURCE_IMAGE_TAG + 1 :], charset)
+    out.write(ev.encode_body(rest[_SOURCE_IMAGE_TAG + 1 :], encodings))
     out.write(_per_frame_groups(frames, volume=volume))
     _write_pixel_data(out, frames, labelmap, stats)
     return SegInfo(

@@ -71,11 +71,12 @@ def make_case(
     *,
     geometry: str = "oblique",
     shape: tuple[int, int, int] = (7, 24, 32),
+    body_part_examined: str = "ABDOMEN",
     **write_kwargs: object,
 ) -> Case:
     affine = GEOMETRIES[geometry]()
     hu = phantom_hu(shape)
-    paths = write_case(tmp_path / "ct", hu, affine, body_part_examined="ABDOMEN", **write_kwargs)
+    paths = write_case(tmp_path / "ct", hu, affine, body_part_examined=body_part_examined, **write_kwargs)
     _, rows, columns = shape
     labelmap = np.zeros(shape, dtype=np.uint8)
     labelmap[1:5, 3 : rows // 2, 4 : columns // 2] = 1  # liver block ...

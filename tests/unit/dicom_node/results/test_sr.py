@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
 from dicom_node.contracts import ResultRole
-from tests.unit.dicom_node.results.cases import SEGMENTS, make_case
+from dicom_node.results.labels import label_stats
+from dicom_node.results.sources import source_volume
+from dicom_node.results.sr import SegReference, build_sr
+from tests.unit.dicom_node.results.cases import SEGMENTS, UID_ROOT, WHEN, analysis, make_case
 from tests.unit.dicom_node.results.conftest import Encoded, encode
+from tests.unit.dicom_node.results.dataset_diff import dataset_differences
 
 IMAGING_MEASUREMENTS = "126010"
 MEASUREMENT_GROUP = "125007"
@@ -175,3 +181,26 @@ def test_viewer_safe_profile_has_image_coordinates_in_every_group(tmp_path: Path
         for i in s.ReferencedSOPSequence
     }
     assert evidence_uids == {str(ds.SOPInstanceUID) for ds in result.case.sources}
+
+
+def test_fast_document_equals_highdicom_document(tmp_path: Path) -> None:
+    """build_sr attaches the content tree after highdicom made the document: same dataset."""
+    case = make_case(tmp_path, geometry="oblique")
+    options = {
+        "volume": source_volume(case.sources, case.labelmap.shape),
+        "seg": SegReference("1.2.840.10008.5.1.4.1.1.66.4", UID_ROOT + "901", UID_ROOT + "900"),
+        "series_instance_uid": UID_ROOT + "910",
+        "sop_instance_uid": UID_ROOT + "911",
+        "series_number": 903,
+        "manufacturer": "ct-ai-node",
+        "tracking_uids": {1: UID_ROOT + "1.1", 2: UID_ROOT + "1.2", 3: UID_ROOT + "1.3"},
+        "content_datetime": WHEN,
+    }
+    stats = label_stats(case.labelmap, 3)
+    documents = []
+    for reference in (False, True):
+        sr = build_sr(case.sources, stats, analysis(case), reference_document=reference, **options)  # type: ignore[arg-type]
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, sr, enforce_file_format=True)
+        documents.append(pydicom.dcmread(io.BytesIO(buffer.getvalue())))
+    assert dataset_differences(documents[1], documents[0]) == []
