@@ -34,7 +34,7 @@ from dicom_node.errors import PermanentError
 from dicom_node.identity import derived_uid
 from dicom_node.results.explicit_vr import write_file
 from dicom_node.results.gsps import build_gsps
-from dicom_node.results.labels import label_stats
+from dicom_node.results.labels import as_label_map, label_stats
 from dicom_node.results.sc import build_sc_images
 from dicom_node.results.seg import AlgorithmIdentity, SegInfo, SegType, write_seg
 from dicom_node.results.sources import source_volume
@@ -102,7 +102,7 @@ def encode_results(
         raise PermanentError("no result roles requested")
     if sources and str(sources[0].StudyInstanceUID) != study_instance_uid:
         raise PermanentError("the source images belong to another study than the job")
-    if ResultRole.SC in roles and (hu is None or hu.shape != labelmap.shape):
+    if ResultRole.SC in roles and (hu is None or hu.shape != np.shape(labelmap)):
         raise PermanentError("the secondary-capture overlay needs the HU volume of the label map's shape")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,12 +111,13 @@ def encode_results(
     def uid(role: str) -> str:
         return derived_uid(uid_root, job_id, role)
 
-    volume = source_volume(sources, labelmap.shape)
     n_labels = max((s.segment_number for s in analysis.segments), default=0)
     try:
+        labelmap = as_label_map(labelmap)
         stats = label_stats(labelmap, n_labels)
     except ValueError as exc:
         raise PermanentError(f"label map does not match the described segments: {exc}") from exc
+    volume = source_volume(sources, labelmap.shape)
     tracking_uids = {s.segment_number: uid(f"segment-{s.segment_number}-tracking") for s in analysis.segments}
     title = f"{analysis.algorithm_name} {analysis.algorithm_version}"
     algorithm = AlgorithmIdentity(
@@ -168,7 +169,15 @@ def encode_results(
                 )
             timings[role_name] = time.perf_counter() - started
 
-    if ResultRole.SR in roles:
+    has_annotations = bool(analysis.findings or analysis.snippets) or any(
+        stats.voxel_count(s.segment_number) for s in analysis.segments
+    )
+    skipped: list[str] = []
+    if ResultRole.SR in roles and not has_annotations and not include_volumetric_groups:
+        # Nothing to draw, and a TID 1500 needs a measurement group: the only one left would have
+        # no image coordinates, which OHIF 3.13 cannot show (the reason for this profile).
+        skipped.append("sr (viewer-safe profile, nothing found)")
+    elif ResultRole.SR in roles:
         started = time.perf_counter()
         sr_role = "sr" if include_volumetric_groups and seg_reference is not None else "sr-planar"
         try:
@@ -195,7 +204,9 @@ def encode_results(
         files.append(_result_file(ResultRole.SR, path, sr))
         timings["sr"] = time.perf_counter() - started
 
-    if ResultRole.GSPS in roles:
+    if ResultRole.GSPS in roles and not has_annotations:
+        skipped.append("gsps (nothing to annotate)")
+    elif ResultRole.GSPS in roles:
         started = time.perf_counter()
         try:
             gsps = build_gsps(

@@ -79,8 +79,27 @@ class LabelStats:
         return int(np.argmax(column)) if column.any() else None
 
 
+def as_label_map(labelmap: np.ndarray) -> np.ndarray:
+    """The label map as uint8 (or uint16 above 255 labels): what SEG pixel data and the statistics
+    use. Raises ValueError for non-integer or negative labels or a non-3D array."""
+    labelmap = np.asarray(labelmap)
+    if labelmap.ndim != 3:
+        raise ValueError(f"label map must be [slice, row, column], got shape {labelmap.shape}")
+    if labelmap.dtype.kind not in "ui":
+        raise ValueError(f"label map must hold integers, got {labelmap.dtype}")
+    if labelmap.dtype in (np.uint8, np.uint16):
+        return labelmap
+    if labelmap.size and labelmap.dtype.kind == "i" and int(labelmap.min()) < 0:
+        raise ValueError("label map has negative labels")
+    highest = int(labelmap.max(initial=0))
+    if highest > 65535:
+        raise ValueError(f"label {highest} does not fit a SEG (at most 65535 segments)")
+    return labelmap.astype(np.uint16 if highest > 255 else np.uint8)
+
+
 def label_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
     """Statistics of labels 1..n_labels in a ``[slice, row, column]`` integer label map."""
+    labelmap = as_label_map(labelmap)
     n_slices, rows, columns = labelmap.shape
     highest = int(labelmap.max(initial=0))
     if highest > n_labels or (labelmap.dtype.kind == "i" and int(labelmap.min(initial=0)) < 0):

@@ -36,7 +36,7 @@ from dicom_node.contracts import CodedConcept, SegmentDescription
 from dicom_node.errors import PermanentError
 from dicom_node.results import explicit_vr as ev
 from dicom_node.results.coding import cielab, code_string, coded, segment_color
-from dicom_node.results.labels import LabelStats, label_stats
+from dicom_node.results.labels import LabelStats, as_label_map, label_stats
 from dicom_node.results.provenance import stamp_datetime, uuid_uid
 from dicom_node.results.sources import SourceVolume, source_volume
 
@@ -108,14 +108,10 @@ def segment_descriptions(
 
 
 def _check_labelmap(labelmap: np.ndarray, segments: Sequence[SegmentDescription]) -> np.ndarray:
-    if labelmap.ndim != 3:
-        raise PermanentError(f"label map must be [slice, row, column], got shape {labelmap.shape}")
-    if labelmap.dtype.kind not in "ui":
-        raise PermanentError(f"label map must hold integers, got {labelmap.dtype}")
-    if labelmap.dtype.kind == "i":
-        if labelmap.size and int(labelmap.min()) < 0:
-            raise PermanentError("label map has negative labels")
-        labelmap = labelmap.astype(np.uint16 if int(labelmap.max(initial=0)) > 255 else np.uint8)
+    try:
+        labelmap = as_label_map(labelmap)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
     highest = int(labelmap.max(initial=0))
     if highest > len(segments):
         raise PermanentError(f"label map has label {highest} but only {len(segments)} segments are described")

@@ -231,6 +231,10 @@ def build_sr(
                 )
             )
 
+    if not groups:
+        # Nothing found. highdicom needs a measurement group (TID 1500 allows Qualitative
+        # Evaluations alone), so one TID 1501 group says so, referencing the middle slice.
+        groups.append(_summary_group(analysis, volume=volume, algorithm=algorithm, make_uid=make_uid))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -285,6 +289,29 @@ def build_sr(
         sr.SeriesDescription = series_description[:64]
     stamp_datetime(sr, content_datetime or datetime.now())
     return sr
+
+
+def _summary_group(
+    analysis: AnalysisResult,
+    *,
+    volume: SourceVolume,
+    algorithm: hd.sr.AlgorithmIdentification,
+    make_uid: Callable[[str], str],
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    middle = volume.slices[len(volume.slices) // 2]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=make_uid("sr-summary"), identifier="AI result"),
+        algorithm_id=algorithm,
+        source_images=[
+            hd.sr.SourceImageForMeasurementGroup(
+                referenced_sop_class_uid=middle.sop_class_uid,
+                referenced_sop_instance_uid=middle.sop_instance_uid,
+                referenced_frame_numbers=middle.frame_numbers,
+            )
+        ],
+    )
+    _append(group, _text(analysis.summary or "No structures segmented and no findings."))
+    return group
 
 
 def _unique_instances(sources: Sequence[Dataset]) -> list[Dataset]:

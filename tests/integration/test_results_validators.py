@@ -79,6 +79,18 @@ def test_dciodvfy_without_body_part_examined(tmp_path: Path) -> None:
     assert {name: e for name, e in errors.items() if e} == {}
 
 
+def test_dciodvfy_on_a_report_of_nothing_found(tmp_path: Path) -> None:
+    case = make_case(tmp_path, shape=(6, 32, 40))
+    case.labelmap[:] = 0
+    result = encode(case, tmp_path / "out", roles=(ResultRole.SEG, ResultRole.SR))
+    empty = result.analysis.model_copy(
+        update={"segments": (), "measurements": (), "findings": (), "snippets": (), "descriptions": ()}
+    )
+    report = encode(case, tmp_path / "empty", analysis=empty)
+    (sr,) = report.bundle.files
+    assert dciodvfy_errors(Path(sr.path)) == []
+
+
 def test_dciodvfy_finds_no_error_in_the_written_ct(study: Study, tmp_path: Path) -> None:
     paths = study.case.paths
     compressed = write_case(

@@ -10,7 +10,7 @@ from dicom_node.contracts import ResultRole
 from dicom_node.errors import PermanentError
 from dicom_node.identity import derived_uid
 from dicom_node.results.seg import BINARY_SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS
-from tests.unit.dicom_node.results.cases import JOB_ID, UID_ROOT, make_case
+from tests.unit.dicom_node.results.cases import JOB_ID, UID_ROOT, analysis, make_case
 from tests.unit.dicom_node.results.conftest import Encoded, encode
 
 OTHER_JOB = "0a6b1e1f-3b7e-5a52-8c55-0a6c6f1d2e33"
@@ -103,3 +103,32 @@ def test_bad_inputs_are_permanent_errors(tmp_path: Path) -> None:
         encode(case, tmp_path / "c", labelmap=bad)
     with pytest.raises(PermanentError, match="no result roles"):
         encode(case, tmp_path / "d", roles=())
+
+
+def test_nothing_found(tmp_path: Path) -> None:
+    """No structure, no finding: the full profile still reports it; nothing to draw otherwise."""
+    case = make_case(tmp_path, shape=(5, 8, 8))
+    case.labelmap[:] = 0
+    empty = analysis(case).model_copy(
+        update={"segments": (), "measurements": (), "findings": (), "snippets": (), "descriptions": ()}
+    )
+    full = encode(case, tmp_path / "full", analysis=empty)
+    assert [Path(f.path).name for f in full.bundle.files] == ["sr.dcm"]
+    sr = full.dataset("sr.dcm")
+    container = next(i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010")
+    (group,) = container.ContentSequence
+    texts = [i.TextValue for i in group.ContentSequence if i.ValueType == "TEXT" and "TextValue" in i]
+    assert empty.summary in texts
+    safe = encode(case, tmp_path / "safe", analysis=empty, include_volumetric_groups=False)
+    assert safe.bundle.files == ()
+
+
+def test_signed_64_bit_label_map_is_accepted(tmp_path: Path) -> None:
+    case = make_case(tmp_path, shape=(5, 8, 8))
+    as_uint8 = encode(case, tmp_path / "u8", roles=(ResultRole.SEG,))
+    as_int64 = encode(
+        case, tmp_path / "i64", roles=(ResultRole.SEG,), labelmap=case.labelmap.astype(np.int64)
+    )
+    assert (
+        Path(as_uint8.bundle.files[0].path).read_bytes() == Path(as_int64.bundle.files[0].path).read_bytes()
+    )
