@@ -21,14 +21,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import highdicom as hd
 import pydicom
 import pytest
 from pydicom.uid import JPEGLSLossless
 
 from dicom_node.contracts import ResultRole
+from dicom_node.imaging.reader import load_series
 from tests.support.dcmtk import dciodvfy_errors, dciodvfy_path
 from tests.unit.dicom_node.imaging.cases import write_case
-from tests.unit.dicom_node.results.cases import Case, make_case
+from tests.unit.dicom_node.results.cases import UID_ROOT, Case, make_case
 from tests.unit.dicom_node.results.conftest import Encoded, encode
 
 pytestmark = pytest.mark.integration
@@ -77,6 +79,29 @@ def test_dciodvfy_without_body_part_examined(tmp_path: Path) -> None:
     errors = {Path(f.path).name: dciodvfy_errors(Path(f.path)) for f in result.bundle.files}
     errors["ct"] = dciodvfy_errors(case.paths[0])
     assert {name: e for name, e in errors.items() if e} == {}
+
+
+def test_enhanced_ct_source_through_every_encoder(tmp_path: Path) -> None:
+    """An Enhanced (multi-frame) CT read by the node's reader: every object references frames."""
+    case = make_case(tmp_path, shape=(6, 32, 40))
+    legacy = [pydicom.dcmread(p) for p in reversed(case.paths)]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy,
+        series_instance_uid=UID_ROOT + "70",
+        series_number=70,
+        sop_instance_uid=UID_ROOT + "71",
+        instance_number=1,
+    )
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path)
+    loaded = load_series([path])
+    result = encode(case, tmp_path / "out", sources=loaded.datasets, hu=loaded.hu)
+    errors = {Path(f.path).name: dciodvfy_errors(Path(f.path)) for f in result.bundle.files}
+    assert {name: e for name, e in errors.items() if e} == {}
+    gsps = pydicom.dcmread(result.out_dir / "gsps.dcm")
+    for annotation in gsps.GraphicAnnotationSequence:
+        assert annotation.ReferencedImageSequence[0].ReferencedSOPInstanceUID == UID_ROOT + "71"
+        assert int(annotation.ReferencedImageSequence[0].ReferencedFrameNumber) in loaded.frame_numbers
 
 
 def test_dciodvfy_on_a_report_of_nothing_found(tmp_path: Path) -> None:
