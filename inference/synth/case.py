@@ -45,7 +45,17 @@ def make_case(
     """
     rng = np.random.default_rng(seed)
     if mode == "template":
-        raise NotImplementedError("template mode is not built yet")
+        from inference.synth.template import render_template  # nibabel is imported there, lazily
+
+        canvas, appearance, name, protocol, position = render_template(
+            rng,
+            shape=shape,
+            spacing_mm=spacing_mm,
+            template_dir=template_dir,
+            position=patient_position,
+            phase=phase,
+        )
+        source = f"template:{name}"
     elif mode == "phantom":
         plan = draw_body_plan(rng)
         geometry = choose_geometry(rng, plan, shape=shape, spacing_mm=spacing_mm, position=patient_position)

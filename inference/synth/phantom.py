@@ -129,20 +129,26 @@ def _paint_body(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> lis
         codes.append(code)
         canvas.tissue[s] = tissue_of[code]
         canvas.labels[s] = label_of[code]
-    # The patient table under the back: a curved shell over foam, outside the body (label 0).
-    y_top = 0.97 * float(np.max(b)) + float(rng.uniform(2, 12))
-    box = canvas.box_around((-260, y_top - 40, float(z.min()) - 1), (260, y_top + 30, float(z.max()) + 1))
-    if box is not None:
-        x, y, _ = canvas.coords(box)
-        surface = y_top - 0.0006 * x * x
-        shell = ((y >= surface) & (y < surface + 3.0) & (np.abs(x) < 230))[0]
-        foam = ((y >= surface + 3.0) & (y < surface + 25.0) & (np.abs(x) < 225))[0]
-        for s in range(box[0].start, box[0].stop):
-            t = canvas.tissue[s][box[1], box[2]]
-            outside = canvas.labels[s][box[1], box[2]] == 0
-            np.copyto(t, np.uint8(T.TABLE_FOAM), where=foam & outside)
-            np.copyto(t, np.uint8(T.TABLE), where=shell & outside)
+    paint_table(canvas, 0.97 * float(np.max(b)) + float(rng.uniform(2, 12)))
     return codes
+
+
+def paint_table(canvas: Canvas, y_top: float) -> None:
+    """The patient table under the back at LPS y = ``y_top``: a curved shell over foam, outside
+    the body (label 0), on every slice."""
+    z = canvas.z1d
+    box = canvas.box_around((-260, y_top - 40, float(z.min()) - 1), (260, y_top + 30, float(z.max()) + 1))
+    if box is None:
+        return
+    x, y, _ = canvas.coords(box)
+    surface = y_top - 0.0006 * x * x
+    shell = ((y >= surface) & (y < surface + 3.0) & (np.abs(x) < 230))[0]
+    foam = ((y >= surface + 3.0) & (y < surface + 25.0) & (np.abs(x) < 225))[0]
+    for s in range(box[0].start, box[0].stop):
+        t = canvas.tissue[s][box[1], box[2]]
+        outside = canvas.labels[s][box[1], box[2]] == 0
+        np.copyto(t, np.uint8(T.TABLE_FOAM), where=foam & outside)
+        np.copyto(t, np.uint8(T.TABLE), where=shell & outside)
 
 
 def _paint_muscles(canvas: Canvas, plan: BodyPlan) -> None:
