@@ -36,7 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicom_node.contracts import CompletionReason, StudyStable
-from dicom_node.errors import TransientError
+from dicom_node.errors import PipelineError, TransientError
 from plugins.orthanc.config import PluginConfig
 from plugins.orthanc.guard import NodeResultClassifier, decide
 from plugins.orthanc.publisher import RoutingPublisher
@@ -354,14 +354,17 @@ class Dispatcher:
         for item in self.spool.due(self.clock()):
             try:
                 self.publisher.publish(StudyStable.model_validate_json(item.payload), task_id=item.task_id)
-            except TransientError as exc:
+            except PipelineError as exc:
+                # Never dropped: a broker outage (TransientError) heals by itself; anything else
+                # needs an operator (logged as an error) and is retried with the same backoff.
                 self.stats.publish_failures += 1
                 attempts = item.attempts + 1
                 delay = backoff_s(
                     attempts, base_s=self.config.retry_base_s, max_s=self.config.retry_max_s, rng=self.rng
                 )
                 self.spool.mark_failed(item.task_id, error=str(exc), next_attempt_at=self.clock() + delay)
-                log.warning(
+                log.log(
+                    logging.WARNING if isinstance(exc, TransientError) else logging.ERROR,
                     "routing submission not sent (attempt %d), retry in %.1f s: %s",
                     attempts,
                     delay,

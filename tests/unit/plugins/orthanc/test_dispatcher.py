@@ -309,3 +309,21 @@ def test_failed_catch_up_is_retried(tmp_path: Path) -> None:
     clock.advance(3)
     d.run_once()
     assert len(broker.sent) == 1
+
+
+def test_non_outage_publish_errors_are_kept_and_logged_as_errors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dicom_node.errors import PermanentError
+
+    class Misconfigured(FakeBroker):
+        def publish(self, study: object, *, task_id: str) -> None:
+            raise PermanentError("broker did not accept the message: TypeError: bad option")
+
+    fake, clock = FakeOrthanc(), ManualClock()
+    d = make(tmp_path, fake, Misconfigured(), clock)
+    ct_study(fake)
+    with caplog.at_level("WARNING"):
+        stable(d)
+    assert [p.attempts for p in d.spool.pending()] == [1]
+    assert any(r.levelname == "ERROR" and "not sent" in r.getMessage() for r in caplog.records)
