@@ -26,6 +26,7 @@ class StudyRecord(Record):
     last_received_at: datetime | None
     stable_at: datetime | None
     updated_at: datetime
+    has_manifest: bool = False  # the routing manifest is kept (rule replay can use this study)
 
 
 class JobRecord(Record):

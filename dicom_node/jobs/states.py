@@ -9,11 +9,15 @@
       │    retry)    └──▶ failed ◀──────────┘  dead
       ├──▶ skipped        │   ▲                 │
       └──▶ superseded     └───┴─ requeue ───────┘  (failed/dead ──▶ queued | delivering)
+                          (queued/failed/dead ──▶ skipped: cancelled by an operator)
 
 - ``running → queued``: a transient error; the task is retried with backoff.
 - ``failed``/``dead`` are not final: an operator may requeue (``ctnode jobs retry``), back to
   ``queued`` (run the model again) or ``delivering`` (send the stored results again). Every such
   move is an audited transition with its reason.
+- ``queued``/``failed``/``dead → skipped``: an operator cancels the job (``worker.requeue.cancel``);
+  the reason says who and why. No separate "cancelled" state: like a skip, nothing runs and
+  nothing is delivered; a queued message still on the broker finds the job unclaimable.
 - ``delivered``, ``skipped`` and ``superseded`` are final, except that a delivered job's results
   may later be superseded by a job on a fuller study (late-series policy).
 - A transition to the state a job is already in is a no-op (at-least-once task delivery means the
@@ -35,8 +39,8 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.ENCODED: frozenset({S.DELIVERING, S.DELIVERED, S.FAILED, S.DEAD, S.SUPERSEDED}),
     S.DELIVERING: frozenset({S.DELIVERED, S.FAILED, S.DEAD, S.SUPERSEDED}),
     S.DELIVERED: frozenset({S.SUPERSEDED}),
-    S.FAILED: frozenset({S.QUEUED, S.DELIVERING, S.DEAD, S.SUPERSEDED}),
-    S.DEAD: frozenset({S.QUEUED, S.DELIVERING, S.SUPERSEDED}),
+    S.FAILED: frozenset({S.QUEUED, S.DELIVERING, S.DEAD, S.SUPERSEDED, S.SKIPPED}),
+    S.DEAD: frozenset({S.QUEUED, S.DELIVERING, S.SUPERSEDED, S.SKIPPED}),
     S.SKIPPED: frozenset(),
     S.SUPERSEDED: frozenset(),
 }
@@ -47,6 +51,8 @@ CLAIMABLE: frozenset[JobState] = frozenset({S.QUEUED})
 FINAL: frozenset[JobState] = frozenset({S.DELIVERED, S.SKIPPED, S.SUPERSEDED})
 # States an operator may requeue from.
 REQUEUEABLE: frozenset[JobState] = frozenset({S.FAILED, S.DEAD})
+# States an operator may cancel from (→ SKIPPED with the reason).
+CANCELLABLE: frozenset[JobState] = frozenset({S.QUEUED, S.FAILED, S.DEAD})
 # States in which a job's results count for its study (not superseded, not abandoned).
 ACTIVE: frozenset[JobState] = frozenset({S.QUEUED, S.RUNNING, S.ENCODED, S.DELIVERING, S.DELIVERED})
 

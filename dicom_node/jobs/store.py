@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, func, select, update
@@ -37,6 +37,7 @@ from dicom_node.contracts import (
     Job,
     JobState,
     ResultBundle,
+    StudyManifest,
     StudySource,
     StudyStable,
 )
@@ -158,6 +159,44 @@ class JobStore:
         with self._tx() as s:
             row = s.get(StudyRow, study_instance_uid)
             return _study_record(row) if row is not None else None
+
+    def record_manifest(self, manifest: StudyManifest) -> None:
+        """Keep the study's routing manifest, so a draft rule set can be replayed on it later.
+
+        The routing step calls this right after building the manifest (after :meth:`record_study`);
+        a later routing of the same study replaces it. The manifest holds headers only, with patient
+        identifiers left out by construction (``dicom_node.phi``).
+        """
+        with self._tx() as s:
+            row = s.get(StudyRow, manifest.study_instance_uid)
+            if row is None:
+                raise PermanentError(f"study {manifest.study_instance_uid} not recorded: record_study first")
+            row.manifest = manifest.model_dump(mode="json")
+
+    def get_manifest(self, study_instance_uid: str) -> StudyManifest | None:
+        with self._tx() as s:
+            row = s.get(StudyRow, study_instance_uid)
+            return StudyManifest.model_validate(row.manifest) if row is not None and row.manifest else None
+
+    def list_studies(self, *, limit: int = 100, since: datetime | None = None) -> list[StudyRecord]:
+        """Most recently updated first; ``since`` compares with the last update."""
+        stmt = select(StudyRow)
+        if since is not None:
+            stmt = stmt.where(StudyRow.updated_at >= since)
+        stmt = stmt.order_by(StudyRow.updated_at.desc(), StudyRow.study_instance_uid).limit(limit)
+        with self._tx() as s:
+            return [_study_record(r) for r in s.scalars(stmt).all()]
+
+    def recent_manifests(self, *, limit: int = 50) -> list[StudyManifest]:
+        """Manifests of the last ``limit`` routed studies, most recently updated first (rule replay)."""
+        stmt = (
+            select(StudyRow.manifest)
+            .where(StudyRow.manifest.is_not(None))
+            .order_by(StudyRow.updated_at.desc(), StudyRow.study_instance_uid)
+            .limit(limit)
+        )
+        with self._tx() as s:
+            return [StudyManifest.model_validate(m) for m in s.scalars(stmt).all() if m]
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -414,6 +453,52 @@ class JobStore:
             changed.append(job_id)
         return changed
 
+    def note(self, job_id: str, reason: str, *, detail: Mapping[str, Any] | None = None) -> JobEvent:
+        """Audit something done to a job that leaves its state as it is (e.g. a task message re-sent).
+
+        Appends an event whose from and to state are the current one, and bumps ``updated_at`` (so a
+        sweeper that re-sent a message waits a whole period before trying again).
+        """
+        now = utcnow()
+        with self._tx() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise JobNotFound(job_id)
+            current = JobState(row.state)
+            row.updated_at = now
+            event = _event(job_id, current, current, reason, dict(detail or {}), now)
+            s.add(event)
+            s.flush()
+            return _event_record(event)
+
+    def events_after(self, after_id: int, *, limit: int = 5000) -> list[JobEvent]:
+        """Audit events with an id above ``after_id``, oldest first (for metrics that tail the trail)."""
+        stmt = select(JobEventRow).where(JobEventRow.id > after_id).order_by(JobEventRow.id).limit(limit)
+        with self._tx() as s:
+            return [_event_record(r) for r in s.scalars(stmt).all()]
+
+    def last_event_id(self) -> int:
+        with self._tx() as s:
+            return int(s.scalar(select(func.max(JobEventRow.id))) or 0)
+
+    def recent_workers(self, *, since: datetime) -> dict[str, datetime]:
+        """Workers that claimed a job changed since ``since``: identity → latest change."""
+        stmt = (
+            select(JobRow.worker, func.max(JobRow.updated_at))
+            .where(JobRow.worker.is_not(None), JobRow.updated_at >= since)
+            .group_by(JobRow.worker)
+        )
+        with self._tx() as s:
+            rows = s.execute(stmt).all()
+        # max() over the TypeDecorator column comes back raw on SQLite: make it aware UTC.
+        out: dict[str, datetime] = {}
+        for worker, at in rows:
+            if worker is None or at is None:
+                continue
+            moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+            out[str(worker)] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return out
+
     def stale_running(self, *, older_than_s: float) -> list[JobRecord]:
         """RUNNING jobs untouched for ``older_than_s``: their worker died (for a sweeper/operator)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
@@ -506,6 +591,17 @@ class JobStore:
         """SOP Instance UIDs already accepted by ``destination`` (skip them on a retry)."""
         record = self.get_delivery(job_id, destination)
         return frozenset(record.delivered_sop_instance_uids) if record else frozenset()
+
+    def deliveries_in_state(
+        self, states: Collection[DeliveryState], *, updated_before: datetime | None = None, limit: int = 1000
+    ) -> list[DeliveryRecord]:
+        """Deliveries in one of ``states`` (optionally untouched since ``updated_before``), oldest first."""
+        stmt = select(DeliveryRow).where(DeliveryRow.state.in_([st.value for st in states]))
+        if updated_before is not None:
+            stmt = stmt.where(DeliveryRow.updated_at < updated_before)
+        stmt = stmt.order_by(DeliveryRow.updated_at).limit(limit)
+        with self._tx() as s:
+            return [_delivery_record(r) for r in s.scalars(stmt).all()]
 
     def set_delivery_state(self, job_id: str, destination: str, state: DeliveryState, *, reason: str) -> None:
         """E.g. RETRYING after a transient failure, DEAD when retries ran out, PENDING on requeue."""
@@ -653,6 +749,7 @@ def _study_record(row: StudyRow) -> StudyRecord:
         last_received_at=row.last_received_at,
         stable_at=row.stable_at,
         updated_at=row.updated_at,
+        has_manifest=row.manifest is not None,
     )
 
 

@@ -67,7 +67,10 @@ class StudyRow(Base):
     calling_ae_title: Mapped[str] = mapped_column(String(16), default="")
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[dict[str, Any]]
-    updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+    # The StudyManifest the routing step built (headers only, PHI left out by construction): what
+    # a draft rule set is replayed against (admin API). None until the study is routed.
+    manifest: Mapped[dict[str, Any] | None]
 
 
 class JobRow(Base):

@@ -9,12 +9,9 @@
 
 Settings come from ``--config`` (on the group or a subcommand) or ``$CTNODE_CONFIG``.
 
-``retry`` resets the job's state with an audited reason, then sends the Celery task by *name*
-(the contract with worker/tasks.py): ``worker.tasks.run_pipeline(job)`` with
-``job = Job.model_dump(mode="json")`` and task id = job id, or ``worker.tasks.deliver(job_id,
-destination)`` with task id = ``identity.delivery_id_for(job_id, destination)``. It requeues
-FAILED and DEAD jobs, and a RUNNING job whose worker is gone (no change for longer than the task's
-hard time limit: e.g. a worker killed -9 on the SQLite broker, which does not redeliver).
+``retry`` is :func:`worker.requeue.requeue` (shared with the admin API): it resets the job's state
+with an audited reason, then sends the Celery task by *name*. It requeues FAILED and DEAD jobs,
+and a RUNNING job whose worker is gone (no change for longer than the task's hard time limit).
 """
 
 from __future__ import annotations
@@ -22,14 +19,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
 from dicom_node.contracts import JobState
 from dicom_node.errors import NodeError
-from dicom_node.identity import delivery_id_for
-from dicom_node.jobs import DeliveryState, JobRecord, JobStore
+from dicom_node.jobs import JobNotFound, JobRecord, JobStore
 from dicom_node.settings import Settings, load_settings
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -212,11 +207,6 @@ def show(ctx: click.Context, job_id: str, as_json: bool, config_path: str | None
     click.echo("\n".join(lines))
 
 
-def _is_stale(record: JobRecord, settings: Settings) -> bool:
-    age_s = (datetime.now(UTC) - record.updated_at).total_seconds()
-    return record.state == JobState.RUNNING and age_s > settings.queue.task_time_limit_s
-
-
 @jobs.command("retry")
 @click.argument("job_id")
 @click.option(
@@ -238,66 +228,30 @@ def retry(
     config_path: str | None,
 ) -> None:
     """Requeue a failed, dead or abandoned (stale running) job."""
-    from worker.celery_app import TASK_DELIVER, TASK_RUN_PIPELINE, make_celery, queue_for
+    from worker.celery_app import TASK_DELIVER, make_celery
+    from worker.requeue import requeue
 
     settings = _settings(ctx, config_path)
     with _store(settings) as store:
-        record = store.get_job(job_id)
-        if record is None:
-            raise click.ClickException(f"no job {job_id}")
-        stale = _is_stale(record, settings)
-        if record.state not in (JobState.FAILED, JobState.DEAD) and not stale:
-            hint = (
-                " (still running: it is requeued only after the task time limit)"
-                if record.state == JobState.RUNNING
-                else ""
-            )
-            raise click.ClickException(
-                f"job {job_id} is {record.state.value}: only failed or dead jobs are requeued{hint}"
-            )
-        stage = stage or ("delivery" if record.result_bundle is not None else "inference")
-        why = f"requeued by operator ({stage})" + (f": {reason}" if reason else "")
-        if stale:
-            limit_s = settings.queue.task_time_limit_s
-            why += f"; worker {record.worker or '?'} gone (no change for over {limit_s} s)"
         app = make_celery(settings, include=[])
         try:
-            if stage == "inference":
-                store.transition(job_id, JobState.QUEUED, reason=why, detail={"stage": stage})
-                args: list[Any] = [record.job.model_dump(mode="json")]
-                app.send_task(TASK_RUN_PIPELINE, args=args, task_id=job_id)
-                click.echo(
-                    f"requeued job {job_id}: {TASK_RUN_PIPELINE} → {queue_for(TASK_RUN_PIPELINE, args)}"
-                )
-                return
-            if record.result_bundle is None:
-                raise click.ClickException(f"job {job_id} has no results to deliver: use --stage inference")
-            targets = list(destinations) or _undelivered(store, record)
-            unknown = [d for d in targets if d not in record.destinations]
-            if unknown:
-                raise click.ClickException(f"not a destination of job {job_id}: {', '.join(unknown)}")
-            if not targets:
-                raise click.ClickException(f"every destination of job {job_id} is already delivered")
-            store.transition(
+            outcome = requeue(
+                store,
+                app,
+                settings,
                 job_id,
-                JobState.DELIVERING,
-                reason=why,
-                detail={"stage": stage, "destinations": targets},
-                expect_from={JobState.FAILED, JobState.DEAD},
+                stage="delivery" if stage == "delivery" else ("inference" if stage else None),
+                destinations=destinations,
+                reason=reason,
             )
-            for dest in targets:
-                if store.get_delivery(job_id, dest) is not None:
-                    store.set_delivery_state(job_id, dest, DeliveryState.PENDING, reason=why)
-                app.send_task(TASK_DELIVER, args=[job_id, dest], task_id=delivery_id_for(job_id, dest))
-                click.echo(
-                    f"requeued delivery of job {job_id} to {dest}: {TASK_DELIVER} → {queue_for(TASK_DELIVER)}"
-                )
+        except JobNotFound:
+            raise click.ClickException(f"no job {job_id}") from None
         except NodeError as exc:
             raise click.ClickException(str(exc)) from exc
-
-
-def _undelivered(store: JobStore, record: JobRecord) -> list[str]:
-    delivered = {
-        d.destination for d in store.deliveries_for(record.job_id) if d.state == DeliveryState.DELIVERED
-    }
-    return [d for d in record.destinations if d not in delivered]
+    for message in outcome.messages:
+        if message.task == TASK_DELIVER:
+            click.echo(
+                f"requeued delivery of job {job_id} to {message.args[1]}: {message.task} → {message.queue}"
+            )
+        else:
+            click.echo(f"requeued job {job_id}: {message.task} → {message.queue}")
