@@ -20,6 +20,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from dicom_node.errors import ConfigError
 from dicom_node.settings import DestinationSettings, TLSSettings
 
 logger = logging.getLogger(__name__)
+
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"  # PS3.4 A.4 Verification SOP Class
 
 
 def client_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
@@ -187,3 +190,64 @@ def _send_all(assoc: Association, files: Sequence[ResultFile], where: str) -> li
                 extra={"stage": "delivery", "sop_instance_uid": uid},
             )
     return outcomes
+
+
+@dataclass(frozen=True)
+class EchoResult:
+    """The answer to "can we reach this destination?" (admin API, dashboard)."""
+
+    ok: bool
+    detail: str
+    elapsed_s: float
+    status: int | None = None  # the C-ECHO DIMSE status, or the HTTP status for DICOMweb
+
+
+def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> EchoResult:
+    """Verification SOP Class (PS3.4 A.4): associate with ``dest`` and send one C-ECHO.
+
+    Never raises for a peer problem: refused, rejected (with the A-ASSOCIATE-RJ reason, e.g. the
+    called AE title unknown), aborted or a non-zero status all come back as ``ok=False``.
+    """
+    where = f"{dest.ae_title}@{dest.host}:{dest.port}"
+    ae = AE(ae_title=calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = dest.timeout_s
+    ae.add_requested_context(VERIFICATION_SOP_CLASS)
+    rejection: dict[str, Any] = {}
+
+    def _on_acse_recv(event: Any) -> None:
+        primitive = event.primitive
+        if getattr(primitive, "result", None) in (0x01, 0x02):
+            rejection["text"] = f"{primitive.result_str}, {primitive.source_str}: {primitive.reason_str}"
+
+    tls_args = (client_ssl_context(dest.tls), dest.host) if dest.tls.enabled else None
+    started = time.monotonic()
+    try:
+        assoc = ae.associate(
+            dest.host,
+            dest.port,
+            ae_title=dest.ae_title,
+            tls_args=tls_args,
+            evt_handlers=[(evt.EVT_ACSE_RECV, _on_acse_recv)],
+        )
+    except (OSError, ssl.SSLError) as exc:
+        return EchoResult(False, f"cannot connect to {where}: {exc}", time.monotonic() - started)
+    try:
+        if not assoc.is_established:
+            if assoc.is_rejected:
+                detail = f"{where} rejected the association: {rejection.get('text', 'rejected')}"
+            elif assoc.is_aborted:
+                detail = f"{where} aborted the association"
+            else:
+                detail = f"cannot associate with {where} (refused or timed out)"
+            return EchoResult(False, detail, time.monotonic() - started)
+        response = assoc.send_c_echo()
+        status = int(response.Status) if response is not None and "Status" in response else None
+    finally:
+        if assoc.is_established:
+            assoc.release()
+        ae.shutdown()
+    elapsed = time.monotonic() - started
+    if status == 0x0000:
+        return EchoResult(True, f"C-ECHO to {where}: Success", elapsed, status)
+    shown = f"0x{status:04X}" if status is not None else "no response"
+    return EchoResult(False, f"C-ECHO to {where}: {shown}", elapsed, status)

@@ -178,11 +178,15 @@ class JobStore:
             row = s.get(StudyRow, study_instance_uid)
             return StudyManifest.model_validate(row.manifest) if row is not None and row.manifest else None
 
-    def list_studies(self, *, limit: int = 100, since: datetime | None = None) -> list[StudyRecord]:
-        """Most recently updated first; ``since`` compares with the last update."""
+    def list_studies(
+        self, *, limit: int = 100, since: datetime | None = None, updated_before: datetime | None = None
+    ) -> list[StudyRecord]:
+        """Most recently updated first; ``since``/``updated_before`` compare with the last update."""
         stmt = select(StudyRow)
         if since is not None:
             stmt = stmt.where(StudyRow.updated_at >= since)
+        if updated_before is not None:
+            stmt = stmt.where(StudyRow.updated_at < updated_before)
         stmt = stmt.order_by(StudyRow.updated_at.desc(), StudyRow.study_instance_uid).limit(limit)
         with self._tx() as s:
             return [_study_record(r) for r in s.scalars(stmt).all()]
