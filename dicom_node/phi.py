@@ -122,3 +122,7 @@ def configure_logging(level: str = "INFO") -> None:
         handler.addFilter(PHIFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    # Libraries that log every copied module / PDU / migration step at INFO: their warnings
+    # still show; our own stage logs say what happened at INFO.
+    for noisy in ("highdicom", "pynetdicom", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

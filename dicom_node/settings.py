@@ -177,6 +177,8 @@ class ApiSettings(Section):
     # Environment variables holding bearer tokens; tokens never appear in files or logs.
     admin_token_env: str = "CTNODE_ADMIN_TOKEN"  # noqa: S105 (a variable name)
     viewer_token_env: str = "CTNODE_VIEWER_TOKEN"  # noqa: S105 (a variable name)
+    # STOW-RS senders (a PACS or modality pushing by DICOMweb): their own token, never the admin's.
+    stow_token_env: str = "CTNODE_STOW_TOKEN"  # noqa: S105 (a variable name)
 
 
 class Settings(BaseSettings):

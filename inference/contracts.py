@@ -136,3 +136,40 @@ class Pipeline(Protocol):
     default_prompts: tuple[str, ...]
 
     def run(self, volume: VolumeInput, requests: Sequence[Request]) -> ModelOutputs: ...
+
+
+_TASK_PREFIXES: dict[str, Task] = {
+    "seg": Task.SEG,
+    "segment": Task.SEG,
+    "det": Task.DET,
+    "detect": Task.DET,
+    "loc": Task.LOC,
+    "locate": Task.LOC,
+    "snippet": Task.LOC,
+}
+
+
+def parse_prompt(text: str) -> Request:
+    """A routing rule's (or the CLI's) prompt string → a :class:`Request`.
+
+    ``"detect: liver lesion"`` → DET, ``"loc: series 3, image 41: 2 cm hypodense lesion"`` → LOC,
+    ``"seg: hepatic"`` or a bare ``"liver"`` → SEG. A bare lesion kind ("lung nodule", "renal
+    cyst", ...) is a detection: a lesion is found as instances, not as one structure. Only the
+    first colon can be a task prefix, so a snippet's own "image 41:" stays in its text.
+    """
+    from inference.vocabulary import lookup  # vocabulary is pure data; imported lazily
+
+    head, sep, rest = text.partition(":")
+    task = _TASK_PREFIXES.get(head.strip().lower()) if sep else None
+    if task is not None:
+        body = rest.strip()
+        if not body:
+            raise ValueError(f"prompt {text!r} has a task prefix but no text")
+        return Request(task, body)
+    body = text.strip()
+    if not body:
+        raise ValueError("empty prompt")
+    structure = lookup(body)
+    if structure is not None and structure.kind == "lesion":
+        return Request(Task.DET, body)
+    return Request(Task.SEG, body)

@@ -44,3 +44,7 @@ def _module_exists(target: str) -> bool:
 @click.version_option(package_name="ct-ai-node")
 def main() -> None:
     """ct-ai-node: a CT AI node beside the PACS (research use; not validated for diagnosis)."""
+
+
+if __name__ == "__main__":
+    main()

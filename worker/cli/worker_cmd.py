@@ -1,0 +1,50 @@
+"""``ctnode worker``: a Celery worker running the node's tasks (routing, inference, delivery)."""
+
+from __future__ import annotations
+
+import click
+
+from worker.celery_app import QUEUES
+from worker.cli.common import config_option, settings_or_exit
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@config_option
+@click.option(
+    "--queues",
+    "-Q",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Comma-separated queues: a GPU machine takes inference-stat,inference; a CPU one routing,delivery.",
+)
+@click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="Pool processes.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--hostname", "-n", default=None, help="Celery node name (default celery@<host>).")
+def worker(
+    config_path: str | None, queues: str, concurrency: int, loglevel: str, hostname: str | None
+) -> None:
+    """Run the node's tasks. Prefork pool: each child keeps its pipeline (and model) loaded between
+    jobs, and Celery's hard time limit can kill a stuck child."""
+    from worker import tasks
+    from worker.celery_app import make_celery
+
+    settings = settings_or_exit(config_path)
+    unknown = [q for q in queues.split(",") if q and q not in QUEUES]
+    if unknown:
+        raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    tasks.configure(settings)
+    app = make_celery(settings, include=[])
+    tasks.register(app)
+    recovered = tasks.recover_orphans(app)
+    if recovered:
+        click.echo(f"ctnode worker: requeued {len(recovered)} job(s) left running by a dead worker")
+    argv = [
+        "worker",
+        f"--queues={queues}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        "--pool=prefork",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
