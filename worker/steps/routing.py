@@ -72,6 +72,7 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
     store = ctx.store
     store.record_study(stable, state="stable")
     manifest = study_manifest(ctx, stable)
+    store.record_manifest(manifest)  # headers only: lets an admin replay draft rules on it
     rules = ctx.rules()
     decision = evaluate(manifest, rules)
     versions = {m.pipeline: pipeline_version(m.pipeline) for m in decision.matches}
