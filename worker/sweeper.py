@@ -18,8 +18,8 @@ the broker, and fixes three kinds of stuck work, each audited in the job's trail
    marked DEAD (and the job settled) after ``queue.max_retries`` attempts.
 
 Duplicates are harmless by design: ``JobStore.claim`` lets exactly one run of a job start, and a
-delivery skips objects already accepted (``JobStore.delivered_uids``). Finally the embedded
-broker's fetched messages are pruned (``prune_sqlite_broker``).
+delivery skips objects already accepted (``JobStore.delivered_uids``). (Pruning the embedded
+broker's fetched messages is the serve process's hourly job: ``prune_sqlite_broker``.)
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from dicom_node.errors import NodeError
 from dicom_node.identity import delivery_id_for
 from dicom_node.jobs import DeliveryState
 from worker.admin.broker import BrokerUnavailable, pending_task_ids
-from worker.celery_app import prune_sqlite_broker
 from worker.context import WorkerContext, claimant_is_dead
 from worker.requeue import requeue, send_delivery_task, send_pipeline_task
 
@@ -50,7 +49,6 @@ class SweepReport:
     resent_queued: list[str] = field(default_factory=list)  # QUEUED, message was lost
     resent_deliveries: list[tuple[str, str]] = field(default_factory=list)  # (job id, destination)
     dead_deliveries: list[tuple[str, str]] = field(default_factory=list)
-    broker_messages_pruned: int = 0
     problems: list[str] = field(default_factory=list)  # what could not be checked or fixed, and why
 
     @property
@@ -70,7 +68,6 @@ class SweepReport:
             "resent_queued": self.resent_queued,
             "resent_deliveries": [list(p) for p in self.resent_deliveries],
             "dead_deliveries": [list(p) for p in self.dead_deliveries],
-            "broker_messages_pruned": self.broker_messages_pruned,
             "problems": self.problems,
         }
 
@@ -81,7 +78,6 @@ def sweep(
     *,
     now: datetime | None = None,
     queued_after_s: float | None = None,
-    prune_broker_after_s: float = 86400.0,
 ) -> SweepReport:
     """One sweeper pass; see the module docstring. Never raises for one job's trouble.
 
@@ -179,12 +175,6 @@ def sweep(
                 report.resent_deliveries.append(key)
             except Exception as exc:
                 report.problems.append(f"delivery of job {delivery.job_id} to {delivery.destination}: {exc}")
-
-    try:
-        pruned = prune_sqlite_broker(settings.broker_url, older_than_s=prune_broker_after_s)
-        report.broker_messages_pruned = pruned
-    except Exception as exc:  # housekeeping only
-        report.problems.append(f"broker prune failed: {exc}")
 
     if report.changed or report.problems:
         logger.warning(
