@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from dicom_node.contracts import Job, JobState, ResultBundle, ResultRole
+from dicom_node.contracts import AnalysisResult, Job, JobState, ResultBundle, ResultRole
 from dicom_node.errors import PermanentError
 from dicom_node.imaging.reader import LoadedSeries, load_series
 from dicom_node.results.bundle import encode_results
+from dicom_node.settings import Settings
 from inference.contracts import ModelOutputs, Request, VolumeInput, parse_prompt
 from inference.registry import get_pipeline, info
 from inference.vocabulary import STRUCTURES
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 SegType = Literal["binary", "labelmap", "both"]
 COLORS = {name: s.color_rgb for name, s in STRUCTURES.items()}
+LABELMAP_FILE = "labelmap.npz"
 
 
 @dataclass(frozen=True)
@@ -153,33 +157,69 @@ def run_job(ctx: WorkerContext, job: Job) -> ComputeOutcome:
 def encode(
     ctx: WorkerContext, job: Job, series: LoadedSeries, volume: VolumeInput, outputs: ModelOutputs
 ) -> ResultBundle:
-    out_dir = ctx.results_dir(job.job_id)
+    roles, seg_type = roles_for(ctx, job)
+    written = write_results(
+        ctx.settings,
+        job_id=job.job_id,
+        series=series,
+        volume=volume,
+        outputs=outputs,
+        out_dir=ctx.results_dir(job.job_id),
+        roles=roles,
+        seg_type=seg_type,
+        ai_model=info(job.pipeline).needs_torch,
+        # the job's creation time, not "now": a re-run writes byte-identical objects
+        content_datetime=job.created_at,
+    )
+    return written.bundle
+
+
+@dataclass(frozen=True)
+class WrittenResults:
+    bundle: ResultBundle
+    analysis: AnalysisResult
+    labelmap: np.ndarray  # renumbered: values = SEG segment numbers
+
+
+def write_results(
+    settings: Settings,
+    *,
+    job_id: str,
+    series: LoadedSeries,
+    volume: VolumeInput,
+    outputs: ModelOutputs,
+    out_dir: Path,
+    roles: Collection[ResultRole],
+    seg_type: SegType,
+    ai_model: bool,
+    content_datetime: datetime | None,
+) -> WrittenResults:
+    """Pipeline outputs → label map file + SEG/SR/GSPS(/SC) objects in ``out_dir`` (also ``ctnode infer``)."""
     analysis = to_analysis(
         outputs,
         volume,
-        job_id=job.job_id,
-        labelmap_path=out_dir / "labelmap.npz",
+        job_id=job_id,
+        labelmap_path=out_dir / LABELMAP_FILE,
         colors=COLORS,
-        ai_model=info(job.pipeline).needs_torch,
+        ai_model=ai_model,
     )
-    with np.load(out_dir / "labelmap.npz") as npz:
+    with np.load(out_dir / LABELMAP_FILE) as npz:
         labelmap = npz["labelmap"]
-    roles, seg_type = roles_for(ctx, job)
-    return encode_results(
-        job_id=job.job_id,
-        study_instance_uid=job.study_instance_uid,
+    bundle = encode_results(
+        job_id=job_id,
+        study_instance_uid=str(series.datasets[0].StudyInstanceUID),
         sources=series.datasets,
         labelmap=labelmap,
         analysis=analysis,
         out_dir=out_dir,
-        uid_root=ctx.settings.uid_root,
-        manufacturer=ctx.settings.manufacturer,
+        uid_root=settings.uid_root,
+        manufacturer=settings.manufacturer,
         roles=roles,
         seg_type=seg_type,
         hu=series.hu if ResultRole.SC in roles else None,
-        # the job's creation time, not "now": a re-run writes byte-identical objects
-        content_datetime=job.created_at,
+        content_datetime=content_datetime,
     )
+    return WrittenResults(bundle, analysis, labelmap)
 
 
 def settle_without_delivery(ctx: WorkerContext, job: Job) -> JobState:
