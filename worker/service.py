@@ -55,6 +55,7 @@ class NodeService:
         with_worker: bool = False,
         worker_args: tuple[str, ...] = (),
         config_path: str | None = None,
+        worker_log: Path | None = None,
     ) -> None:
         self.settings = settings
         self.ctx = WorkerContext.open(settings)
@@ -76,6 +77,7 @@ class NodeService:
         self._with_worker = with_worker
         self._worker_args = worker_args
         self._config_path = config_path
+        self._worker_log = worker_log
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 SegType = Literal["binary", "labelmap", "both"]
 COLORS = {name: s.color_rgb for name, s in STRUCTURES.items()}
 LABELMAP_FILE = "labelmap.npz"
+ANALYSIS_FILE = "analysis.json"
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ def write_results(
         hu=series.hu if ResultRole.SC in roles else None,
         content_datetime=content_datetime,
     )
+    # What was found, in words and numbers, beside the objects (ctnode demo, the dashboard).
+    (out_dir / ANALYSIS_FILE).write_text(analysis.model_dump_json(indent=1))
     return WrittenResults(bundle, analysis, labelmap)
 
 
