@@ -6,6 +6,7 @@ in between is the real one (``worker.service.NodeService`` + a ``ctnode worker``
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,9 @@ class DemoPACS:
         return 0x0000
 
     def start(self) -> int:
+        # The node's C-FIND query-back finds no C-FIND here (a storescp-like PACS): pynetdicom
+        # logs that refusal as an ERROR on this side, which is expected, not a demo failure.
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
         ae = AE(ae_title=self.ae_title)
         for context in StoragePresentationContexts:
             if context.abstract_syntax is not None:
