@@ -58,7 +58,7 @@ _BODY_PART = {
     "chest": "CHEST",
     "abdomen": "ABDOMEN",
     "abdomen-pelvis": "ABDOMENPELVIS",
-    "chest-abdomen-pelvis": "CHESTABDOMENPELVIS",
+    "chest-abdomen-pelvis": "CHESTABDPELVIS",  # PS3.16 CID 4031 (CS: at most 16 characters)
 }
 
 Mode = Literal["phantom", "template"]

@@ -55,7 +55,7 @@ def test_headers(study: SyntheticStudy) -> None:
     assert ds.StudyDate == "20260105"
     assert ds.Manufacturer == "ct-ai-node synthetic"  # never mistaken for a node result
     assert float(ds.SliceThickness) == pytest.approx(10.0)
-    assert ds.BodyPartExamined in ("CHEST", "ABDOMEN", "ABDOMENPELVIS", "CHESTABDOMENPELVIS")
+    assert ds.BodyPartExamined in ("CHEST", "ABDOMEN", "ABDOMENPELVIS", "CHESTABDPELVIS")
 
 
 def test_truth_npz_report_and_json(study: SyntheticStudy) -> None:
