@@ -9,8 +9,6 @@ setup (SQLite broker, no other service), used by ``ctnode demo``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -35,14 +33,17 @@ from dicom_node.ingest.stow import StowRequestSummary, make_bearer_auth, make_st
 from dicom_node.ingest.validation import ImageLimits
 from dicom_node.routing.match import quiet_period_override
 from dicom_node.settings import Settings
+from worker.admin.app import create_app
 from worker.celery_app import make_celery, prune_sqlite_broker
 from worker.context import WorkerContext
 from worker.enqueue import enqueue_route
+from worker.retention import prune
+from worker.sweeper import sweep
 
 logger = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 15.0
-BROKER_PRUNE_INTERVAL_S = 3600.0
+HOURLY_S = 3600.0
 
 
 class NodeService:
@@ -81,7 +82,6 @@ class NodeService:
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
-        self._last_prune = 0.0
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -116,8 +116,6 @@ class NodeService:
 
     def http_app(self) -> Any:
         """The FastAPI app: admin API + dashboard + metrics when installed, STOW-RS always."""
-        from fastapi import FastAPI
-
         receiver = InstanceReceiver(
             self.staging,
             limits=ImageLimits.from_settings(self.settings.dicom),
@@ -130,18 +128,7 @@ class NodeService:
             auth=make_bearer_auth(self._stow_tokens),
             called_ae_title=self.settings.dicom.ae_title,
         )
-        if importlib.util.find_spec("worker.admin.app") is not None:
-            from worker.admin.app import create_app
-
-            return create_app(self.ctx, self.celery, extra_routers=[("", stow)], node_status=self.status)
-        app = FastAPI(title="ct-ai-node")
-        app.include_router(stow)
-
-        @app.get("/healthz")
-        def healthz() -> dict[str, Any]:
-            return self.status()
-
-        return app
+        return create_app(self.ctx, self.celery, extra_routers=[("", stow)], node_status=self.status)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -190,25 +177,23 @@ class NodeService:
         return subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def _maintain(self) -> None:
-        sweep = _optional("worker.sweeper", "sweep")
-        retention = _optional("worker.retention", "prune")
+        """Every MAINTENANCE_INTERVAL_S: the sweeper; hourly: retention and broker pruning."""
+        last_hourly = 0.0
         while not self._stop.wait(MAINTENANCE_INTERVAL_S):
-            for name, step in (("sweeper", sweep), ("retention", retention)):
-                if step is None:
-                    continue
-                try:
-                    step(self.ctx, self.celery) if name == "sweeper" else step(self.settings, self.ctx.store)
-                except Exception:  # the loop must survive one bad pass
-                    logger.exception("maintenance %s failed", name)
-            if (
-                self.settings.broker_url.startswith("sqla+sqlite")
-                and time.time() - self._last_prune > BROKER_PRUNE_INTERVAL_S
-            ):
-                try:
-                    prune_sqlite_broker(self.settings.broker_url)
-                    self._last_prune = time.time()
-                except Exception:
-                    logger.exception("broker prune failed")
+            self._guarded("sweeper", lambda: sweep(self.ctx, self.celery))
+            if time.monotonic() - last_hourly < HOURLY_S and last_hourly:
+                continue
+            last_hourly = time.monotonic()
+            self._guarded("retention", lambda: prune(self.settings, self.ctx.store))
+            if self.settings.broker_url.startswith("sqla+sqlite"):
+                self._guarded("broker prune", lambda: prune_sqlite_broker(self.settings.broker_url))
+
+    @staticmethod
+    def _guarded(name: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:  # the loop must survive one bad pass; the next one tries again
+            logger.exception("maintenance: %s failed", name)
 
     def stop(self) -> None:
         self._stop.set()
@@ -233,13 +218,6 @@ class NodeService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _optional(module: str, attr: str) -> Callable[..., Any] | None:
-    if importlib.util.find_spec(module) is None:
-        return None
-    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
-    return fn
 
 
 class _HttpThread:

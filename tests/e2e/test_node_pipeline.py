@@ -69,6 +69,19 @@ def seg_dice(seg_path: Path, study: SyntheticStudy, structures: tuple[str, ...])
     return dice
 
 
+def assert_no_phi_in_logs(node: NodeHarness, study: SyntheticStudy) -> None:
+    """No PatientName, PatientID, BirthDate or AccessionNumber of the input in any process log."""
+    ds = dcmread(study.dicom_paths[0], stop_before_pixels=True)
+    identifiers = {
+        str(ds.get(k, "")) for k in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
+    } - {""}
+    assert identifiers, "the synthetic study should carry identifiers to look for"
+    logs = node.logs(full=True)
+    assert "association released" in logs  # the logs were read, and they are the node's
+    for value in identifiers:
+        assert value not in logs, f"an identifier of the input study is in the logs: {value[:2]}…"
+
+
 @pytest.fixture
 def pacs(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     out = tmp_path / "pacs"
@@ -107,6 +120,7 @@ def _run_roundtrip(tmp_path: Path, study: SyntheticStudy, pacs: tuple[Path, int]
         events = node.store.events(job.job_id)
         assert [e.to_state for e in events].count(JobState.ENCODED) == 1
         assert sorted(p.name for ps in received(pacs_dir).values() for p in ps) == uids_before
+        assert_no_phi_in_logs(node, study)
     finally:
         node.stop()
 

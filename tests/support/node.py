@@ -99,8 +99,12 @@ class NodeHarness:
         if self._store is not None:
             self._store.close()
 
-    def logs(self) -> str:
-        return "\n".join(f"===== {p.log_path.name}\n{p.log_text()[-6000:]}" for p in self.processes)
+    def logs(self, *, full: bool = False) -> str:
+        """The processes' output (the last 6000 characters of each unless ``full``)."""
+        return "\n".join(
+            f"===== {p.log_path.name}\n{p.log_text() if full else p.log_text()[-6000:]}"
+            for p in self.processes
+        )
 
     # -- DICOM --------------------------------------------------------------------------------
 
