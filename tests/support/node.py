@@ -38,6 +38,7 @@ class NodeHarness:
         extra_settings: dict[str, Any] | None = None,
     ) -> None:
         self.work = work
+        work.mkdir(parents=True, exist_ok=True)
         self.dicom_port = free_port()
         self.api_port = free_port()
         rules = work / "routing.yaml"
