@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument(
         "--crop", type=int, nargs=3, default=None, help="override the crop (slices rows cols)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: the config's train.threads)"
+    )
     args = parser.parse_args()
 
     from inference.model.config import load_config
@@ -30,6 +33,9 @@ def main() -> None:
     from inference.model.network import TASK_IDS, UnifiedCTNet, count_parameters
 
     cfg = load_config(args.config)
+    threads = args.threads if args.threads is not None else cfg.train.threads
+    if threads:
+        torch.set_num_threads(threads)
     crop = tuple(args.crop) if args.crop else cfg.train.crop_voxels
     b, q_seg = cfg.train.batch_size, cfg.train.seg_queries
     torch.manual_seed(0)

@@ -56,7 +56,7 @@ class InferenceConfig(_Strict):
     det_score_threshold: float = 0.3
     det_max_per_query: int = 20
     match_threshold: float = 0.68  # cosine similarity for "no match" (docs/model.md, calibration)
-    loc_match_threshold: float = 0.45  # same, for report snippets (LOC): they share fewer words
+    loc_match_threshold: float = 0.55  # same, for a snippet's finding (its image reference removed)
 
 
 class DataConfig(_Strict):

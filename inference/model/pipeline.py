@@ -107,7 +107,7 @@ class UnifiedCTPipeline:
         unmatched: list[Unmatched] = []
         for req in requests:
             if req.task == Task.LOC:
-                _, _, sim = self.matcher.nearest(req.text)
+                _, _, sim = self.matcher.snippet_similarity(req.text)
                 if sim >= self.model.cfg.loc_match_threshold:
                     loc.append(req.text)
                 else:

@@ -12,6 +12,7 @@ text connector); the match only decides whether to answer and which codes the an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,22 @@ from inference.model.vocab import LESION_KINDS, SEG_NAMES, bank_phrases
 from inference.vocabulary import lookup
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+
+# "series 3, image 41:", "(series 3, image 15)", "Series 3 image 38:", "image 7 -": the image
+# reference of a report snippet. It says where, not what, and dilutes the similarity of a
+# snippet's finding to the phrases the model knows (calibration in docs/model.md).
+_IMAGE_REFERENCE = re.compile(
+    r"\(?\s*(?:series|se)\s*#?\s*\d+\s*[,;/]?\s*(?:image|img|im|slice)\s*#?\s*\d+\s*\)?\s*[:\-]?"
+    r"|\(?\s*(?:image|img|slice)\s*#?\s*\d+\s*\)?\s*[:\-]?",
+    re.IGNORECASE,
+)
+
+
+def snippet_finding(snippet: str) -> str:
+    """A report snippet without its image reference: ``"series 3, image 41: 2 cm hypodense liver
+    lesion"`` → ``"2 cm hypodense liver lesion"`` (the text whose meaning decides "no match")."""
+    rest = _IMAGE_REFERENCE.sub(" ", snippet)
+    return " ".join(rest.split()).strip(" :,.;-") or snippet.strip()
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,10 @@ class PromptMatcher:
         sims = self.bank @ q
         i = int(np.argmax(sims))
         return self._phrases[i], self._names[i], float(sims[i])
+
+    def snippet_similarity(self, snippet: str) -> tuple[str, str, float]:
+        """:meth:`nearest` for a report snippet's finding (its image reference removed)."""
+        return self.nearest(snippet_finding(snippet))
 
     def match(self, prompt: str) -> PromptMatch:
         hit = lookup(prompt)
@@ -108,5 +129,29 @@ def calibrate(
         )
         if best is None or (right + rej) > (best.known_right + best.unknown_rejected) + 1e-9:
             best = cal
+    assert best is not None
+    return best
+
+
+def calibrate_snippets(
+    embed: Embed,
+    known: Sequence[str],
+    unknown: Sequence[str],
+    *,
+    candidates: Sequence[float] = tuple(np.round(np.arange(0.30, 0.80, 0.01), 2)),
+) -> Calibration:
+    """The snippet (LOC) threshold maximising (known accepted) + (unknown rejected); the lowest
+    such threshold, so a real finding is never refused for a margin the lists do not show."""
+    matcher = PromptMatcher(embed, threshold=0.0)
+    k = [matcher.snippet_similarity(t)[2] for t in known]
+    u = [matcher.snippet_similarity(t)[2] for t in unknown]
+    best: Calibration | None = None
+    for t in candidates:
+        acc = float(np.mean([s >= t for s in k]))
+        rej = float(np.mean([s < t for s in u]))
+        if best is None or acc + rej > best.known_accepted + best.unknown_rejected + 1e-9:
+            best = Calibration(
+                float(t), acc, acc, rej, tuple(round(s, 3) for s in k), tuple(round(s, 3) for s in u)
+            )
     assert best is not None
     return best

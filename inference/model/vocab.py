@@ -191,3 +191,26 @@ CALIBRATION_UNKNOWN: tuple[str, ...] = (
     "lymph node",
     "tonsils",
 )
+
+# The same for report snippets (LOC), compared without their image reference
+# (``prompts.snippet_finding``): findings in organs or of kinds the model does not know, and
+# text that is no finding at all. The known side is the generator's own snippets (held-out seeds).
+CALIBRATION_UNKNOWN_SNIPPETS: tuple[str, ...] = (
+    "series 2, image 14: the brain shows no acute infarct",
+    "series 3, image 80: small thyroid nodule",
+    "series 2, image 33: prostate is enlarged",
+    "series 5, image 10: maxillary sinus mucosal thickening",
+    "series 2, image 51: appendix is normal",
+    "series 3, image 77: sigmoid diverticulosis",
+    "series 2, image 90: uterus is unremarkable",
+    "series 6, image 12: lymph node in the axilla measuring 12 mm",
+    "series 3, image 40: hello world",
+    "series 2, image 8: invoice number 4711",
+    "series 3, image 22: a cat sitting on a sofa",
+    "image 45: weather forecast for tomorrow",
+    "series 2, image 60: pleural effusion on the right",
+    "series 2, image 61: small pneumothorax",
+    "series 3, image 70: adrenal adenoma",
+    "series 4, image 18: carotid artery stenosis",
+    "series 2, image 99: breast implant",
+)

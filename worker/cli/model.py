@@ -166,8 +166,11 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
             "fine_crop_voxels": list(cfg.train.fine_crop_voxels),
             "seed": cfg.train.seed,
             "final_loss": last.get("loss"),
-            "hardware": "2-core shared CPU (AMD EPYC, AVX2), float32; no GPU",
+            "hardware": _hardware(cfg),
             "cpu_seconds_last_session": last.get("cpu_s"),
+            "wall_seconds_last_session": last.get("elapsed_s"),
+            "config": cfg.train.model_dump(mode="json", exclude={"out_dir"}),
+            "data_config": cfg.data.model_dump(mode="json", exclude={"cache_dir"}),
         },
         "inference": cfg.inference.model_dump(mode="json"),
         "metrics": {},
@@ -180,6 +183,32 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
     card_file = dest / CARD_FILENAME
     write_card(card_file, card)
     return card_file
+
+
+def _hardware(cfg: Any) -> str:
+    """Where the weights were trained, for the card (the machine that runs the export)."""
+    import os
+
+    import torch
+
+    from inference.model.train import resolve_device
+
+    if resolve_device(cfg.train.device).type == "cuda":
+        return (
+            f"{torch.cuda.get_device_name(0)}, bf16 autocast"
+            if cfg.train.bf16
+            else torch.cuda.get_device_name(0)
+        )
+    cpu = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = cfg.train.threads or torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores shared, {threads} torch thread(s), float32; no GPU"
 
 
 @model.command()

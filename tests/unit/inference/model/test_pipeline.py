@@ -73,21 +73,56 @@ def test_default_prompts_cover_structures_and_lesions(tiny_pipeline) -> None:  #
     assert {"liver", "left kidney", "aorta"} <= {r.text for r in reqs if r.task == Task.SEG}
 
 
-@pytest.mark.skipif(not REAL_CARD.is_file(), reason="reference checkpoint not in configs/models yet")
-def test_reference_checkpoint_segments_and_refuses_nonsense() -> None:
+needs_reference = pytest.mark.skipif(
+    not REAL_CARD.is_file(), reason="reference checkpoint not in configs/models yet"
+)
+
+
+@needs_reference
+def test_reference_card_names_the_committed_checkpoint() -> None:
+    from inference.model.card import INTENDED_USE, checkpoint_path_from_card, load_card, verify_checkpoint
+
+    card = load_card(REAL_CARD)
+    ckpt = checkpoint_path_from_card(card, REAL_CARD)
+    verify_checkpoint(ckpt, card["sha256"])  # the committed weights are the ones the card names
+    assert ckpt.stat().st_size == card["size_bytes"] <= 100 * 1024 * 1024
+    assert card["intended_use"] == INTENDED_USE
+    assert card["training"]["steps"] == card["training"]["config"]["steps"] > 0
+    assert "synthetic" in card["training"]["data"] and card["training"]["template_fraction"] == 0.0
+    assert {"synthetic", "real", "date"} <= set(card["metrics"])
+
+
+@needs_reference
+def test_reference_checkpoint_runs_default_prompts_end_to_end() -> None:
+    """The committed model on a synthetic study it never saw (held-out seed), on CPU: the
+    default prompts, a snippet and nonsense, with look-closer — what the worker runs."""
     from inference.model.metrics import dice
     from inference.model.pipeline import UnifiedCTPipeline
 
     pipe = UnifiedCTPipeline(card_path=REAL_CARD, device="cpu")
     case = make_case(900_123, shape=(96, 128, 128))  # a seed outside the training range
-    if not case.mask("liver").any():
-        case = make_case(900_124, shape=(96, 128, 128))
-    out = pipe.run(
-        VolumeInput(case.hu, case.affine_lps),
-        [Request(Task.SEG, "liver"), Request(Task.SEG, "banana bicycle")],
-    )
-    assert [u.prompt for u in out.unmatched] == ["banana bicycle"]
-    (liver,) = out.segments
-    assert liver.name == "liver" and liver.type.value == "10200004"
-    assert dice(out.labelmap == liver.label_value, case.mask("liver")) > 0.85
-    assert liver.description.startswith("Liver: ")
+    assert case.mask("liver").any() and case.mask("aorta").any()
+    volume = VolumeInput(case.hu, case.affine_lps)
+    snippet = case.snippets[0]
+    requests = [
+        *pipe.default_requests(),
+        Request(Task.SEG, "banana bicycle"),
+        Request(Task.LOC, snippet.text),
+        Request(Task.LOC, "series 2, image 14: the brain shows no acute infarct"),
+    ]
+    out = pipe.run(volume, requests)
+    assert out.model_version == pipe.version
+    unmatched = {u.prompt: u.reason for u in out.unmatched}
+    assert unmatched["banana bicycle"].startswith("no match")
+    assert unmatched["series 2, image 14: the brain shows no acute infarct"].startswith("no match")
+    by_name = {s.name: s for s in out.segments}
+    for name in ("liver", "spleen", "aorta", "left lung", "right lung"):
+        seg = by_name[name]
+        assert dice(out.labelmap == seg.label_value, case.mask(name)) > 0.8, name
+        assert seg.description.startswith(name[:1].upper() + name[1:])
+    assert by_name["liver"].type.value == "10200004"
+    # the snippet lands within a few centimetres of the slice it names
+    (loc,) = out.localisations
+    assert abs(loc.z_mm - snippet.z_mm) < 30.0
+    for d in out.detections:
+        assert d.name in ("liver lesion", "lung nodule", "kidney cyst") and 0.0 < d.score <= 1.0

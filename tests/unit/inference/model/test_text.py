@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from inference.model.prompts import PromptMatcher, calibrate
-from inference.model.vocab import CALIBRATION_KNOWN, CALIBRATION_UNKNOWN
+from inference.model.config import InferenceConfig
+from inference.model.prompts import PromptMatcher, calibrate, calibrate_snippets, snippet_finding
+from inference.model.vocab import CALIBRATION_KNOWN, CALIBRATION_UNKNOWN, CALIBRATION_UNKNOWN_SNIPPETS
 
 pytestmark = pytest.mark.model
 
@@ -40,3 +41,24 @@ def test_threshold_calibration_separates_the_lists(encoder) -> None:  # type: ig
     assert cal.threshold == pytest.approx(0.68, abs=0.011)
     assert cal.unknown_rejected >= 0.95
     assert cal.known_right >= 0.8
+
+
+def test_snippet_finding_drops_the_image_reference() -> None:
+    assert snippet_finding("series 3, image 41: 2 cm hypodense liver lesion") == "2 cm hypodense liver lesion"
+    assert snippet_finding("heart appears normal (series 3, image 15)") == "heart appears normal"
+    assert snippet_finding("Series 3 image 38: normal heart") == "normal heart"
+    assert snippet_finding("the liver is normal") == "the liver is normal"
+    assert snippet_finding("image 12:") == "image 12:"  # nothing else: the text stays as it was
+
+
+def test_snippet_threshold_calibration(encoder) -> None:  # type: ignore[no-untyped-def]
+    from inference.synth import make_case
+
+    # the generator's own snippets on held-out seeds are the known side
+    known = [s.text for seed in range(900_000, 900_012) for s in make_case(seed, shape=(48, 64, 64)).snippets]
+    cal = calibrate_snippets(encoder.encode, known, CALIBRATION_UNKNOWN_SNIPPETS)
+    # The configured LOC threshold (docs/model.md "No match") is what this finds: every
+    # generated snippet accepted, most off-vocabulary findings refused.
+    assert cal.threshold == pytest.approx(InferenceConfig().loc_match_threshold, abs=0.011)
+    assert cal.known_accepted == 1.0
+    assert cal.unknown_rejected >= 0.85
