@@ -139,8 +139,13 @@ def _dice_rows(
 )
 @click.option("--prompt", "prompts", multiple=True, help="Prompts for the rule (default: the pipeline's).")
 @click.option("--seed", default=7, show_default=True, help="Synthetic study seed.")
+@click.option(
+    "--slices", type=int, default=None, help="Slices of the synthetic study (default: its protocol's)."
+)
 @click.option("--timeout", "timeout_s", default=900, show_default=True, help="Seconds to wait for results.")
-def demo(out_dir: Path, pipeline: str, prompts: tuple[str, ...], seed: int, timeout_s: int) -> None:
+def demo(
+    out_dir: Path, pipeline: str, prompts: tuple[str, ...], seed: int, slices: int | None, timeout_s: int
+) -> None:
     """Run the node end to end on a synthetic CT study: DICOM in, results back at a local PACS."""
     from dicom_node.phi import configure_logging
     from dicom_node.results.preview import render_preview
@@ -158,7 +163,7 @@ def demo(out_dir: Path, pipeline: str, prompts: tuple[str, ...], seed: int, time
     click.echo(f"ctnode demo: pipeline {chosen}; everything under {out}")
 
     t = time.perf_counter()
-    study = make_synthetic_study(out / "study", seed=seed)
+    study = make_synthetic_study(out / "study", seed=seed, slices=slices)
     click.echo(
         f"  synthetic study: {len(study.dicom_paths)} CT images 512×512 ({time.perf_counter() - t:.1f} s)"
     )
@@ -204,8 +209,9 @@ def demo(out_dir: Path, pipeline: str, prompts: tuple[str, ...], seed: int, time
         pacs.stop()
 
     click.echo(f"\njob {job.job_id}: {job.state.value} ({job.reason})")
+    rows = timing_rows(record, job, list(detail.events), send_s)
     click.echo("\nstage                              seconds")
-    for stage, seconds in timing_rows(record, job, list(detail.events), send_s):
+    for stage, seconds in rows:
         click.echo(f"  {stage:<32} {'-' if seconds is None else f'{seconds:7.2f}'}")
     click.echo("\nreceived at the PACS:")
     for path in sorted(pacs.received):
@@ -237,7 +243,21 @@ def demo(out_dir: Path, pipeline: str, prompts: tuple[str, ...], seed: int, time
         out_path=out / "preview.png",
     )
     (out / "demo-result.json").write_text(
-        json.dumps({"job_id": job.job_id, "state": job.state.value, "timings_s": job.timings_s}, indent=1)
+        json.dumps(
+            {
+                "job_id": job.job_id,
+                "pipeline": chosen,
+                "slices": len(study.dicom_paths),
+                "state": job.state.value,
+                "stages_s": dict(rows),
+                "last_instance_to_delivered_s": _seconds(
+                    record.last_received_at, _event_time(list(detail.events), JobState.DELIVERED)
+                ),
+                "completion_wait_s": _seconds(record.last_received_at, record.stable_at),
+                "timings_s": job.timings_s,
+            },
+            indent=1,
+        )
     )
     click.echo(f"\npreview: {preview}")
 
