@@ -7,8 +7,10 @@ the rules in force and logs the error with file:line, so a typo never stops rout
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import pwd
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -52,6 +54,36 @@ def claimant_is_dead(worker: str | None) -> bool:
     return _process_start_ticks(pid) != ticks
 
 
+def file_owner(path: Path) -> str:
+    """Who changed a config file, as well as a file can tell: its owner (and the host)."""
+    try:
+        owner = pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        owner = "?"
+    return f"{owner}@{socket.gethostname()} (file {path.name})"
+
+
+def rules_diff(
+    before: RuleSet | None, before_text: str, after: RuleSet, after_text: str
+) -> dict[str, object]:
+    """Digest change, rules added/removed/changed by name, and a unified diff of the text."""
+    old = {r.name: r.model_dump(mode="json") for r in before.rules} if before else {}
+    new = {r.name: r.model_dump(mode="json") for r in after.rules}
+    text_diff = list(
+        difflib.unified_diff(
+            before_text.splitlines(), after_text.splitlines(), "before", "after", lineterm=""
+        )
+    )
+    return {
+        "from_digest": before.digest if before else None,
+        "to_digest": after.digest,
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "changed": sorted(n for n in set(old) & set(new) if old[n] != new[n]),
+        "text_diff": text_diff[:400],
+    }
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
@@ -59,6 +91,7 @@ class WorkerContext:
     name: str = field(default_factory=worker_identity)
     _rules: RuleSet | None = None
     _rules_mtime_ns: int = -1
+    _rules_text: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -85,19 +118,38 @@ class WorkerContext:
                 )
                 return self._rules
             if self._rules is None or mtime != self._rules_mtime_ns:
-                try:
-                    self._rules = load_rules(
-                        path,
-                        known_pipelines=self.known_pipelines(),
-                        known_destinations=self.settings.destinations.keys(),
-                    )
-                    logger.info("rules loaded from %s: digest %s", path, self._rules.digest[:12])
-                except ConfigError as exc:
-                    if self._rules is None:
-                        raise
-                    logger.error("rules file rejected, keeping digest %s: %s", self._rules.digest[:12], exc)
+                self._reload(path)
                 self._rules_mtime_ns = mtime
+            if self._rules is None:  # _reload raised for a first bad file; this is unreachable
+                raise ConfigError("no rules loaded", location=str(path))
             return self._rules
+
+    def _reload(self, path: Path) -> None:
+        """Load the file; audit the change (who, when, diff) or the rejection in the job store."""
+        previous, previous_text = self._rules, self._rules_text
+        text = path.read_text(errors="replace")
+        try:
+            rules = load_rules(
+                path,
+                known_pipelines=self.known_pipelines(),
+                known_destinations=self.settings.destinations.keys(),
+            )
+        except ConfigError as exc:
+            if previous is None:
+                raise
+            logger.error("rules file rejected, keeping digest %s: %s", previous.digest[:12], exc)
+            self._audit(path, "rules rejected", {"error": str(exc)[:4000], "kept_digest": previous.digest})
+            return
+        self._rules, self._rules_text = rules, text
+        logger.info("rules loaded from %s: digest %s", path, rules.digest[:12])
+        if previous is None or previous.digest != rules.digest:
+            self._audit(path, "rules", rules_diff(previous, previous_text, rules, text))
+
+    def _audit(self, path: Path, what: str, diff: dict[str, object]) -> None:
+        try:
+            self.store.record_config_change(who=file_owner(path), what=what, diff=diff)
+        except Exception:  # the audit must never stop routing
+            logger.exception("could not audit the rules change")
 
     def results_dir(self, job_id: str) -> Path:
         return self.settings.storage.results_dir / job_id
