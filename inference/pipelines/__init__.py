@@ -1,0 +1,1 @@
+"""Classical (non-model) pipelines; torch-free."""
