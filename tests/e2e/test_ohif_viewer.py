@@ -225,7 +225,7 @@ def test_seg_colours_and_sr_measurements_in_ohif(tmp_path: Path) -> None:
             svg_text = (
                 "() => Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).join(' | ')"
             )
-            viewer.wait_for(f"() => ({svg_text})().includes('Width:')", timeout_s=60, what="SR annotations")
+            viewer.wait_for(f"() => ({svg_text})().includes('Width:')", timeout_s=150, what="SR annotations")
             viewer.show_point(sops[lesion_slice], affine[:3, 3])
             shown = str(viewer.page.evaluate(svg_text))
             viewer.screenshot("04-sr.png")
