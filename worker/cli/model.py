@@ -110,12 +110,20 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
         write_card,
     )
     from inference.model.checkpoint import FORMAT, save_network
-    from inference.model.dataset import load_text_table
+    from inference.model.dataset import case_dir, case_seeds, load_text_table
     from inference.model.network import count_parameters
-    from inference.model.train import LOG_FILE, load_trained
+    from inference.model.train import LOG_FILE, load_trained, recalibrate_batchnorm
     from inference.model.vocab import LESION_KINDS, SEG_NAMES, bank_phrases, training_phrases
 
     net = load_trained(run_dir, cfg)
+    # BatchNorm statistics of whole coarse scans (what the predictor feeds), not training's
+    # running averages over the last few crops: inference.model.train.recalibrate_batchnorm.
+    train_dirs = [
+        d
+        for d in (case_dir(cfg.data.cache_dir, s) for s in case_seeds(cfg, "train"))
+        if (d / "meta.json").is_file()
+    ]
+    bn_cases = recalibrate_batchnorm(net, cfg, train_dirs, cases=24) if train_dirs else 0
     table = load_text_table(cfg.data.cache_dir)
     wanted = {p for p, _ in bank_phrases()}
     for name in (*SEG_NAMES, *LESION_KINDS):
@@ -169,6 +177,9 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
             "hardware": _hardware(cfg),
             "cpu_seconds_last_session": last.get("cpu_s"),
             "wall_seconds_last_session": last.get("elapsed_s"),
+            "batchnorm_statistics": f"recomputed on {bn_cases} whole training scans at the coarse spacing"
+            if bn_cases
+            else "training's running averages (no cached training scans at export)",
             "config": cfg.train.model_dump(mode="json", exclude={"out_dir"}),
             "data_config": cfg.data.model_dump(mode="json", exclude={"cache_dir"}),
         },

@@ -96,3 +96,26 @@ def test_one_training_step_lowers_the_loss(tiny_cfg, tiny_cache) -> None:  # typ
     after, _ = compute_losses(net, batch, tiny_cfg.train.loss_weights)
     assert float(after.detach()) < float(before.detach())
     assert np.isfinite(float(after.detach()))
+
+
+def test_batchnorm_recalibration_uses_whole_coarse_scans(tiny_cfg, tiny_cache) -> None:  # type: ignore[no-untyped-def]
+    from inference.model.dataset import CachedCase, network_input
+    from inference.model.geometry import canonical_grid_for, resample
+    from inference.model.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = UnifiedCTNet(tiny_cfg.network)
+    bn = net.backbone.stem[1]
+    bn.running_mean.fill_(5.0)  # what a last training batch might have left
+    assert recalibrate_batchnorm(net, tiny_cfg, tiny_cache, cases=1) == 1
+    assert not net.training and bn.momentum == 0.1
+    # the stem's statistics are now exactly those of the first cached scan, whole, as the
+    # predictor feeds it (padded to the network stride)
+    case = CachedCase.open(tiny_cache[0])
+    hu, _, _ = case.arrays("coarse")
+    spacing = tiny_cfg.inference.coarse_spacing_mm
+    grid = canonical_grid_for(hu.shape, case.coarse.affine_lps, spacing, multiple_of=tiny_cfg.network.stride)
+    vol = resample(np.asarray(hu, dtype=np.float32), case.coarse.affine_lps, grid.shape, grid.affine_lps)
+    with torch.no_grad():
+        conv = net.backbone.stem[0](torch.from_numpy(network_input(vol)[None]))
+    torch.testing.assert_close(bn.running_mean, conv.mean(dim=(0, 2, 3, 4)), rtol=1e-4, atol=1e-4)
