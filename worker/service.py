@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from celery import Celery
 
@@ -79,6 +79,7 @@ class NodeService:
         self._worker_args = worker_args
         self._config_path = config_path
         self._worker_log = worker_log
+        self._worker_log_file: IO[bytes] | None = None
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -173,8 +174,14 @@ class NodeService:
         env = dict(os.environ)
         if self._config_path:
             env["CTNODE_CONFIG"] = str(Path(self._config_path).resolve())
-        # Own process group: stop() ends the worker and its pool children together.
-        return subprocess.Popen(cmd, env=env, start_new_session=True)
+        output = None
+        if self._worker_log is not None:
+            self._worker_log.parent.mkdir(parents=True, exist_ok=True)
+            output = self._worker_log_file = self._worker_log.open("ab")
+        # Own session: a Ctrl-C in the terminal reaches serve, which then stops the worker cleanly.
+        return subprocess.Popen(
+            cmd, env=env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT if output else None
+        )
 
     def _maintain(self) -> None:
         """Every MAINTENANCE_INTERVAL_S: the sweeper; hourly: retention and broker pruning."""
@@ -210,6 +217,8 @@ class NodeService:
             except subprocess.TimeoutExpired:
                 os.killpg(self.worker_process.pid, signal.SIGKILL)
                 self.worker_process.wait(10)
+        if self._worker_log_file is not None:
+            self._worker_log_file.close()
         self.ctx.close()
 
     def __enter__(self) -> NodeService:

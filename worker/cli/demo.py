@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -262,22 +263,37 @@ def demo(
     click.echo(f"\npreview: {preview}")
 
 
+_PROGRESS = (JobState.QUEUED, JobState.RUNNING, JobState.ENCODED, JobState.DELIVERING, JobState.DELIVERED)
+
+
 def _wait_for_job(node: Any, study_instance_uid: str, timeout_s: float) -> JobRecord:
+    """Poll the job store until the study's job is final; a progress bar on a terminal, lines otherwise."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=len(_PROGRESS), desc="waiting for completion", disable=not interactive, leave=True)
     deadline = time.monotonic() + timeout_s
     last = ""
-    while time.monotonic() < deadline:
-        jobs = node.ctx.store.jobs_for_study(study_instance_uid)
-        if jobs:
-            job = jobs[-1]
-            if job.state.value != last:
-                last = job.state.value
-                click.echo(f"  … job {last}")
-            if job.state in FINAL:
-                return job
-        worker = node.worker_process
-        if worker is not None and worker.poll() is not None:
-            raise click.ClickException(
-                f"the worker process exited (code {worker.returncode}): see its output above"
-            )
-        time.sleep(0.25)
+    try:
+        while time.monotonic() < deadline:
+            jobs = node.ctx.store.jobs_for_study(study_instance_uid)
+            if jobs:
+                job = jobs[-1]
+                if job.state.value != last:
+                    last = job.state.value
+                    if job.state in _PROGRESS:
+                        bar.update(_PROGRESS.index(job.state) + 1 - bar.n)
+                    bar.set_description(f"job {last}")
+                    if not interactive:
+                        click.echo(f"  … job {last}")
+                if job.state in FINAL:
+                    return job
+            worker = node.worker_process
+            if worker is not None and worker.poll() is not None:
+                raise click.ClickException(
+                    f"the worker process exited (code {worker.returncode}): see its log, worker.log"
+                )
+            time.sleep(0.25)
+    finally:
+        bar.close()
     raise click.ClickException(f"no result after {timeout_s:.0f} s (last state: {last or 'not routed'})")
