@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -32,7 +33,10 @@ def serve(config_path: str | None, port: int | None, api_port: int | None, with_
         )
         node.start()
     except NodeError as exc:
-        raise click.ClickException(str(exc)) from exc
+        hint = ""
+        if config_path is None and not os.environ.get("CTNODE_CONFIG"):
+            hint = "\n(no settings file given: built-in defaults; try --config configs/node.yaml)"
+        raise click.ClickException(f"{exc}{hint}") from exc
     status = node.status()
     click.echo(
         f"ctnode serve: {settings.dicom.ae_title} on DICOM port {status['dicom_port']}, "
