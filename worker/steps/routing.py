@@ -10,6 +10,7 @@ policy then either supersedes the earlier job (``rerun``) or records the new one
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,14 +40,10 @@ class RoutingOutcome:
 def study_manifest(ctx: WorkerContext, stable: StudyStable) -> StudyManifest:
     settings = ctx.settings
     source: StudySource = stable.source
-    if source.kind == "orthanc":
-        # Headers only: a study that matches no rule never has its pixels fetched.
-        if source.orthanc_study_id is None:
-            raise PermanentError("Orthanc source without a study id")
-        with OrthancSource.for_source(source, auth=credentials_from_env()) as orthanc:
-            headers = orthanc.fetch_headers(source.orthanc_study_id)
-        return build_manifest_from_headers(
-            headers,
+
+    def build(builder: Callable[..., StudyManifest], instances: object) -> StudyManifest:
+        return builder(
+            instances,
             source=source,
             calling_ae_title=stable.calling_ae_title,
             called_ae_title=stable.called_ae_title,
@@ -54,17 +51,17 @@ def study_manifest(ctx: WorkerContext, stable: StudyStable) -> StudyManifest:
             uid_root=settings.uid_root,
             manufacturer=settings.manufacturer,
         )
+
+    if source.kind == "orthanc":
+        # Headers only: a study that matches no rule never has its pixels fetched.
+        if source.orthanc_study_id is None:
+            raise PermanentError("Orthanc source without a study id")
+        with OrthancSource.for_source(source, auth=credentials_from_env()) as orthanc:
+            headers = orthanc.fetch_headers(source.orthanc_study_id)
+        return build(build_manifest_from_headers, headers)
     if source.staging_path is None:
         raise PermanentError("staging source without a path")
-    return build_manifest(
-        Path(source.staging_path),
-        source=source,
-        calling_ae_title=stable.calling_ae_title,
-        called_ae_title=stable.called_ae_title,
-        completion_reason=stable.reason,
-        uid_root=settings.uid_root,
-        manufacturer=settings.manufacturer,
-    )
+    return build(build_manifest, Path(source.staging_path))
 
 
 def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None = None) -> RoutingOutcome:
