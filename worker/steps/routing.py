@@ -102,10 +102,13 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
                 by_job_id=job.job_id,
                 reason=f"late instances: study re-run as job {job.job_id} (late_series: rerun)",
             )
-        if created or record.state == JobState.QUEUED:
+        # A known job travels as stored (its created_at dates the results: same job, same bytes).
+        if created:
             to_enqueue.append(job)
+        elif record.state == JobState.QUEUED:
+            to_enqueue.append(record.job)
         else:
-            existing.append(job)
+            existing.append(record.job)
     store.record_study(stable, state="routed" if jobs else "no-rule")
     logger.info(
         "study routed: %d rule(s) fired, %d job(s) queued, %d known, %d skipped (rules %s)",
