@@ -539,6 +539,10 @@ class SampleMaker:
         spacing = self.cfg.inference.fine_spacing_mm * float(rng.uniform(1.0, 1.75))
         if target_lps is None:
             pts = np.argwhere(name_mask(np.asarray(c_labels), np.asarray(c_lesions), name, case))
+            if not len(pts):
+                # present at full resolution but lost on the 3 mm nearest-neighbour label map
+                # (a thin or tiny structure): draw again rather than crash the run
+                return self.fine_sample(self.case(int(rng.integers(len(self.dirs)))), rng)
             target_lps = case.coarse.index_to_lps(pts[int(rng.integers(len(pts)))])[0]
         extent = np.array(size, dtype=np.float64)[::-1] * spacing  # (x, y, z) mm
         lo = target_lps - extent / 2 + rng.uniform(-0.2, 0.2, 3) * extent

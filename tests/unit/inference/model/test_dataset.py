@@ -44,3 +44,23 @@ def test_samples_are_deterministic_and_shaped(tiny_cfg, tiny_cache) -> None:  # 
             assert a.image[2].max() > 0 and a.valid.sum() == 1
         else:
             assert a.image[2].max() == 0 and a.valid[: tiny_cfg.train.seg_queries].any()
+
+
+def test_fine_sample_survives_a_structure_lost_on_the_coarse_grid(tiny_cfg, tiny_cache) -> None:  # type: ignore[no-untyped-def]
+    """A structure present at full resolution can vanish from the 3 mm nearest-neighbour label
+    map; a look-closer sample must then draw again, not stop the run (seen at step 2607)."""
+    from inference.model.dataset import SampleMaker, load_text_table
+    from inference.synth import structure_mask
+
+    maker = SampleMaker(tiny_cfg, tiny_cache, load_text_table(tiny_cfg.data.cache_dir))
+    lost = maker.case(0)
+    _, labels, _ = lost.arrays("coarse")
+    absent = next(
+        n
+        for n in ("gallbladder", "urinary bladder", "pancreas", "portal vein", "esophagus")
+        if not structure_mask(np.asarray(labels), n).any()
+    )
+    lost.meta["structures_present"] = [absent]  # claims a structure the coarse map has lost
+    lost.meta["lesions"] = []
+    made = [maker.fine_sample(lost, np.random.default_rng(seed)) for seed in range(12)]
+    assert all(s.valid.sum() == 1 and s.image.shape == (3, *tiny_cfg.train.fine_crop_voxels) for s in made)
