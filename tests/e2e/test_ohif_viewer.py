@@ -209,7 +209,8 @@ def test_seg_colours_and_sr_measurements_in_ohif(tmp_path: Path) -> None:
                 assert np.ptp(grey) < 12, grey
 
             # The SR: OHIF draws its planar groups on the CT (annotation text is SVG in the DOM).
-            viewer.load_series(str(dcmread(sr_path, stop_before_pixels=True).SeriesDescription))
+            sr_description = str(dcmread(sr_path, stop_before_pixels=True).SeriesDescription)
+            viewer.load_series(sr_description)
             lesion_slice = FINDING.key_slice_index
             s0, r0, c0, s1, r1, c1 = FINDING.box_voxels
             lesion_texts = [
@@ -225,7 +226,18 @@ def test_seg_colours_and_sr_measurements_in_ohif(tmp_path: Path) -> None:
             svg_text = (
                 "() => Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).join(' | ')"
             )
-            viewer.wait_for(f"() => ({svg_text})().includes('Width:')", timeout_s=150, what="SR annotations")
+            # The annotations exist in the DOM only while their key slice is shown; on a loaded
+            # machine OHIF may not have jumped there (or may have dropped the double-click).
+            for attempt in range(4):
+                viewer.show_point(sops[lesion_slice], affine[:3, 3])
+                try:
+                    has_width = f"() => ({svg_text})().includes('Width:')"
+                    viewer.wait_for(has_width, timeout_s=40, what="SR annotations")
+                    break
+                except TimeoutError:
+                    if attempt == 3:
+                        raise
+                    viewer.load_series(sr_description)
             viewer.show_point(sops[lesion_slice], affine[:3, 3])
             shown = str(viewer.page.evaluate(svg_text))
             viewer.screenshot("04-sr.png")
