@@ -9,6 +9,7 @@ headers only, with patient identifiers left out, so nothing here touches pixels 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -171,8 +172,16 @@ def _fired(manifest: StudyManifest, decision: RoutingDecision, rules: RuleSet) -
     }
 
 
-def replay_draft(ctx: WorkerContext, text: str, *, limit: int) -> dict[str, Any]:
-    """Evaluate the draft on the last ``limit`` stored manifests; nothing is queued or sent."""
+def replay_draft(
+    ctx: WorkerContext,
+    text: str,
+    *,
+    limit: int,
+    progress: Callable[[list[StudyManifest]], Iterable[StudyManifest]] = iter,
+) -> dict[str, Any]:
+    """Evaluate the draft on the last ``limit`` stored manifests; nothing is queued or sent.
+
+    ``progress`` wraps the list of studies (the CLI passes a progress bar)."""
     try:
         draft = parse_draft(ctx, text)
     except ConfigError as exc:
@@ -184,7 +193,7 @@ def replay_draft(ctx: WorkerContext, text: str, *, limit: int) -> dict[str, Any]
     manifests = ctx.store.recent_manifests(limit=limit)
     studies = []
     changed = 0
-    for manifest in manifests:
+    for manifest in progress(manifests):
         draft_result = _fired(manifest, evaluate(manifest, draft), draft)
         entry: dict[str, Any] = {
             "study_instance_uid": manifest.study_instance_uid,

@@ -279,3 +279,49 @@ def _print_study(
         )
         if job.prompts:
             click.echo(f"           prompts: {'; '.join(job.prompts)}")
+
+
+@rules.command("replay")
+@click.argument("draft", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), help=_CONFIG_HELP)
+@click.option("--last", "limit", default=100, show_default=True, help="How many recent studies to replay.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def replay(draft: Path, config: Path | None, limit: int, as_json: bool) -> None:
+    """What a DRAFT rules file would have fired on the last studies the node routed (dry run).
+
+    Uses the routing manifests kept in the job store (headers only); nothing is queued or sent.
+    """
+    from tqdm import tqdm
+
+    from worker.admin.rules_api import replay_draft
+    from worker.context import WorkerContext
+
+    settings = _settings(config)
+    ctx = WorkerContext.open(settings)
+    try:
+        result = replay_draft(
+            ctx,
+            draft.read_text(),
+            limit=limit,
+            progress=lambda studies: tqdm(studies, desc="replay", disable=not sys.stderr.isatty()),
+        )
+    finally:
+        ctx.close()
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    if not result["valid"]:
+        for problem in result["problems"]:
+            click.echo(f"{draft}:{problem.get('line') or '?'}: {problem.get('message')}", err=True)
+        raise SystemExit(1)
+    click.echo(
+        f"draft {result['digest'][:12]} on {result['studies_replayed']} studies: "
+        f"{result['studies_changed']} would route differently from the rules in force"
+    )
+    for study in result["studies"]:
+        fired = ", ".join(f["rule"] for f in study["draft"]["fired"]) or "no rule"
+        before = ", ".join(f["rule"] for f in study.get("current", {}).get("fired", [])) or "no rule"
+        mark = "*" if study.get("changed") else " "
+        click.echo(
+            f" {mark} {study['study_instance_uid']}: {fired}" + (f" (now: {before})" if mark == "*" else "")
+        )
