@@ -8,6 +8,7 @@ PACS received, not on the worker's memory.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,13 @@ def _run_roundtrip(tmp_path: Path, study: SyntheticStudy, pacs: tuple[Path, int]
         assert set(dice) >= {"body", "left lung", "right lung"}, dice
         assert all(d >= 0.95 for d in dice.values()), dice
         uids_before = sorted(p.name for ps in objects.values() for p in ps)
+
+        # What an admin sees of it: the job with its stage timings, and stage histograms.
+        detail = node.api_get(f"/api/jobs/{job.job_id}")
+        assert isinstance(detail, dict) and json.dumps(detail).count(job.job_id) >= 1
+        assert "inference" in json.dumps(detail) and "delivered" in json.dumps(detail)
+        metrics = str(node.api_get("/metrics"))
+        assert 'ctnode_stage_duration_seconds_count{' in metrics and 'rule="e2e-ct"' in metrics
 
         # The same study again (a PACS re-sends): every instance is a duplicate the SCP accepts
         # and drops, so the study is not routed again: no job, no computation, no delivery.

@@ -7,9 +7,12 @@ processes through the ``ctnode`` entry point (as an admin would), sends studies 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from dicom_node.jobs.store import JobStore
 from tests.support.dcmtk import require
 from tests.support.processes import ManagedProcess, free_port, port_open, wait_until
 
+VIEWER_TOKEN = "e2e-viewer-token-not-a-secret"
 FINAL = (JobState.DELIVERED, JobState.FAILED, JobState.DEAD, JobState.SKIPPED, JobState.SUPERSEDED)
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,7 +80,8 @@ class NodeHarness:
 
     def _ctnode(self, *args: str, log: str) -> ManagedProcess:
         argv = [sys.executable, "-m", "worker.cli.main", *args, "--config", str(self.config)]
-        proc = ManagedProcess(argv, log_path=self.work / log, cwd=REPO)
+        env = {**os.environ, "CTNODE_VIEWER_TOKEN": VIEWER_TOKEN}
+        proc = ManagedProcess(argv, log_path=self.work / log, cwd=REPO, env=env)
         self.processes.append(proc)
         return proc
 
@@ -106,6 +111,19 @@ class NodeHarness:
             f"===== {p.log_path.name}\n{p.log_text() if full else p.log_text()[-6000:]}"
             for p in self.processes
         )
+
+    # -- admin API -----------------------------------------------------------------------------
+
+    def api_get(self, path: str) -> object:
+        """GET from the serve process's admin API with the viewer token; JSON or text."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            body = response.read().decode()
+            if response.headers.get_content_type() == "application/json":
+                return json.loads(body)
+            return body
 
     # -- DICOM --------------------------------------------------------------------------------
 
