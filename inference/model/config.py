@@ -52,6 +52,13 @@ class InferenceConfig(_Strict):
     fine_spacing_mm: float = 1.5  # look-closer pass, coarsened for big structures to fit the crop
     fine_max_voxels: tuple[int, int, int] = (96, 96, 96)  # look-closer field of view cap
     fine_margin_mm: float = 12.0  # margin around the coarse finding
+    # Segmentation in the coarse pass by overlapping windows of this size (half overlap), None =
+    # the whole volume at once. A net trained on crops reads token positions relative to its
+    # field of view; on a whole volume they mean something else (docs/model.md, "Results").
+    coarse_window_voxels: tuple[int, int, int] | None = None
+    # Whether the pipeline runs the look-closer pass by default (a checkpoint whose ablation
+    # shows it hurting says so here; `ctnode model eval` always reports both arms).
+    look_closer: bool = True
     mask_threshold: float = 0.5
     det_score_threshold: float = 0.3
     det_max_per_query: int = 20

@@ -193,7 +193,10 @@ class UnifiedCTModel:
         n_seg, n_det = len(seg), len(det)
         with torch.no_grad(), self._autocast():
             if n_seg:
-                probs = self.net.seg_logits(feats, hidden[:, :n_seg]).float().sigmoid()[0].cpu().numpy()  # type: ignore[arg-type]
+                if self.cfg.coarse_window_voxels is not None:
+                    probs = self._windowed_seg(image, text[:n_seg])
+                else:
+                    probs = self.net.seg_logits(feats, hidden[:, :n_seg]).float().sigmoid()[0].cpu().numpy()  # type: ignore[arg-type]
                 for (prompt, name), prob in zip(seg, probs, strict=True):
                     pm = ProbMap(grid, prob)
                     out.segments.append(SegAnswer(prompt, name, pm, score=_mask_score(pm.prob)))
@@ -225,6 +228,39 @@ class UnifiedCTModel:
             t0 = time.perf_counter()
             out.detections = self._refine_detections(hu, affine_lps, out.detections)
             timings["look_closer_det"] = time.perf_counter() - t0
+        return out
+
+    def _windowed_seg(self, image: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """Segmentation probabilities ``[Q, S, R, K]`` averaged over half-overlapping windows of
+        ``coarse_window_voxels`` (the training crop): the field of view the net was trained on."""
+        assert self.cfg.coarse_window_voxels is not None
+        shape = np.array(image.shape[1:])
+        win = np.array(self.cfg.coarse_window_voxels)
+        padded = np.maximum(shape, win)
+        if np.any(padded > shape):  # a volume smaller than a window: pad with air (channel 0 = -1)
+            big = np.zeros((image.shape[0], *padded), dtype=np.float32)
+            big[0], big[1] = -1.0, -1.0
+            big[:, : shape[0], : shape[1], : shape[2]] = image
+            image = big
+        starts = [
+            sorted({*range(0, int(p - w) + 1, max(1, int(w) // 2)), int(p - w)})
+            for p, w in zip(padded, win, strict=True)
+        ]
+        acc = np.zeros((len(text), *padded), dtype=np.float32)
+        count = np.zeros(tuple(padded), dtype=np.float32)
+        tasks = ["seg"] * len(text)
+        for z in starts[0]:
+            for y in starts[1]:
+                for x in starts[2]:
+                    box = (slice(z, z + win[0]), slice(y, y + win[1]), slice(x, x + win[2]))
+                    feats, hidden = self._forward(
+                        np.ascontiguousarray(image[(slice(None), *box)]), text, tasks
+                    )
+                    with torch.no_grad(), self._autocast():
+                        p = self.net.seg_logits(feats, hidden).float().sigmoid()[0].cpu().numpy()  # type: ignore[arg-type]
+                    acc[(slice(None), *box)] += p
+                    count[box] += 1.0
+        out: np.ndarray = (acc / count)[:, : shape[0], : shape[1], : shape[2]]
         return out
 
     # -- detection ----------------------------------------------------------------------------

@@ -71,3 +71,27 @@ def test_label_resampling_is_nearest_and_keeps_dtype() -> None:
     out = resample(labels, affine, grid.shape, grid.affine_lps, order=0, cval=0)
     assert out.dtype == np.uint8
     assert set(np.unique(out).tolist()) == {0, 7}
+
+
+@pytest.mark.parametrize("position", ["HFS", "FFS"])
+def test_mask_on_input_grid_is_the_same_when_only_the_part_above_threshold_is_resampled(
+    position: str,
+) -> None:
+    from inference.contracts import VolumeInput
+    from inference.model.pipeline import to_input_grid
+    from inference.model.predictor import ProbMap
+
+    affine = _affine(position, (2.5, 0.8, 0.8))
+    volume = VolumeInput(np.zeros((40, 96, 96), dtype=np.float32), affine)
+    grid = canonical_grid_for(volume.hu.shape, affine, 3.0)
+    rng = np.random.default_rng(0)
+    prob = (rng.random(grid.shape) * 0.45).astype(np.float32)  # everywhere below 0.5 ...
+    prob[10:16, 8:14, 20:25] = 0.9  # ... but one block
+    m = to_input_grid(ProbMap(grid, prob), volume, threshold=0.5)
+    assert m is not None
+    full = resample(prob, grid.affine_lps, volume.hu.shape, affine, antialias=False) >= 0.5
+    got = np.zeros(volume.hu.shape, dtype=bool)
+    got[m.box] = m.mask
+    np.testing.assert_array_equal(got, full)
+    assert full.any() and m.mask.size < full.size / 4
+    assert to_input_grid(ProbMap(grid, prob * 0.1), volume, threshold=0.5) is None
