@@ -164,8 +164,9 @@ class DestinationSettings(Section):
 
 
 class ModelSettings(Section):
-    checkpoint: Path = Path("configs/models/unified-ct.safetensors")
-    card: Path = Path("configs/models/unified-ct.card.json")
+    # Folder holding unified-ct.safetensors and unified-ct.card.json; None = the project's
+    # configs/models (or $CTNODE_MODEL_DIR). Job ids carry the version read from this card.
+    directory: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_spacing_mm: float = 3.0
 
@@ -297,7 +298,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
             "storage": settings.storage.model_copy(update={"root": fix(settings.storage.root)}),
             "rules_file": fix(settings.rules_file),
             "model": settings.model.model_copy(
-                update={"checkpoint": fix(settings.model.checkpoint), "card": fix(settings.model.card)}
+                update={"directory": fix(settings.model.directory) if settings.model.directory else None}
             ),
         }
     )

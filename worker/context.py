@@ -54,6 +54,16 @@ def claimant_is_dead(worker: str | None) -> bool:
     return _process_start_ticks(pid) != ticks
 
 
+def use_model_directory(settings: Settings) -> None:
+    """Point the model card lookup at ``settings.model.directory`` for this process.
+
+    ``inference.model.card`` reads ``$CTNODE_MODEL_DIR`` both where the routing step computes the
+    model version for job ids and where the worker loads the weights, so the two always agree.
+    """
+    if settings.model.directory is not None:
+        os.environ["CTNODE_MODEL_DIR"] = str(settings.model.directory)
+
+
 def file_owner(path: Path) -> str:
     """Who changed a config file, as well as a file can tell: its owner (and the host)."""
     try:
@@ -96,6 +106,7 @@ class WorkerContext:
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerContext:
+        use_model_directory(settings)
         return cls(settings=settings, store=JobStore.open(settings.database_url))
 
     def close(self) -> None:

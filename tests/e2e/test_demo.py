@@ -1,6 +1,6 @@
 """README command 1 (``ctnode demo``) as a user runs it: exit 0, a timing table, results at the
-PACS, ``preview.png`` written. The pipeline is the demo's default choice (``unified-ct`` when its
-checkpoint is in the repo, else ``ct-anatomy-basic``)."""
+PACS, ``preview.png`` written, Dice against the synthetic truth printed (default pipeline
+``ct-anatomy-basic``; ``unified-ct`` through the worker is covered by the model's own tests)."""
 
 from __future__ import annotations
 

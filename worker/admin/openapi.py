@@ -21,7 +21,7 @@ def openapi_document() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "routing.yaml"
         rules.write_text("version: 1\nrules: []\n")
-        settings = Settings(storage={"root": Path(tmp)}, rules_file=rules)  # type: ignore[arg-type]
+        settings = Settings(storage={"root": Path(tmp)}, rules_file=rules)
         ctx = WorkerContext.open(settings)
         try:
             document: dict[str, Any] = create_app(ctx, make_celery(settings, include=[])).openapi()

@@ -34,18 +34,6 @@ SOP_CLASS_NAMES = {
 }
 
 
-def _choose_pipeline(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    from inference.model.card import CheckpointError, load_card, model_dir
-
-    try:
-        card = load_card()
-    except CheckpointError:
-        return "ct-anatomy-basic"
-    return "unified-ct" if (model_dir() / str(card["checkpoint"])).is_file() else "ct-anatomy-basic"
-
-
 def _write_config(out: Path, *, pipeline: str, prompts: tuple[str, ...], pacs_port: int) -> Path:
     rules = out / "demo-routing.yaml"
     rule: dict[str, Any] = {
@@ -136,7 +124,10 @@ def _dice_rows(
     "--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False, path_type=Path)
 )
 @click.option(
-    "--pipeline", default="auto", show_default=True, help="auto: unified-ct if its checkpoint is here."
+    "--pipeline",
+    default="ct-anatomy-basic",
+    show_default=True,
+    help="ct-anatomy-basic (classical, reliable on CPU) or unified-ct (the research model: docs/model.md).",
 )
 @click.option("--prompt", "prompts", multiple=True, help="Prompts for the rule (default: the pipeline's).")
 @click.option("--seed", default=7, show_default=True, help="Synthetic study seed.")
@@ -160,8 +151,10 @@ def demo(
     for stale in ("var", "pacs", "study"):
         shutil.rmtree(out / stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = _choose_pipeline(pipeline)
+    chosen = pipeline
     click.echo(f"ctnode demo: pipeline {chosen}; everything under {out}")
+    if chosen != "unified-ct":
+        click.echo("  (the research model: --pipeline unified-ct; its measured quality is in docs/model.md)")
 
     t = time.perf_counter()
     study = make_synthetic_study(out / "study", seed=seed, slices=slices)

@@ -76,9 +76,11 @@ def infer(
     from dicom_node.results.preview import render_preview
     from inference.contracts import VolumeInput, parse_prompt
     from inference.registry import get_pipeline, info, pipeline_version
+    from worker.context import use_model_directory
     from worker.steps.compute import write_results
 
     settings = settings_or_exit(config_path)
+    use_model_directory(settings)
     try:
         roles = {ResultRole(o.strip()) for o in objects.split(",") if o.strip()}
         requests = [parse_prompt(p) for p in prompts]

@@ -111,7 +111,7 @@ def pipeline_options(ctx: WorkerContext, pipeline: str) -> dict[str, object]:
     if not info(pipeline).needs_torch:
         return {}
     device = ctx.settings.model.device
-    return {"device": None if device == "auto" else device, "card_path": ctx.settings.model.card}
+    return {"device": None if device == "auto" else device}
 
 
 def run_job(ctx: WorkerContext, job: Job) -> ComputeOutcome:
