@@ -46,3 +46,24 @@ def test_ctnode_demo_runs_the_node_end_to_end(tmp_path: Path) -> None:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 50  # an image, not a blank canvas
     assert "Dice" in run.stdout  # compared with the synthetic truth
+
+
+def test_ctnode_demo_with_the_unified_model(tmp_path: Path) -> None:
+    """The research model through the whole node (worker process, model card found from a
+    settings file outside the project, results at the PACS)."""
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "worker.cli.main", "demo", "--out", str(out), "--pipeline", "unified-ct"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    result = json.loads((out / "demo-result.json").read_text())
+    assert result["pipeline"] == "unified-ct" and result["state"] == "delivered"
+    analysis = json.loads(next((out / "var" / "results").glob("*/analysis.json")).read_text())
+    assert analysis["algorithm_name"] == "unified-ct"
+    assert analysis["algorithm_version"].startswith("unified-ct@")
+    assert analysis["segments"], "the model segmented nothing"
