@@ -167,8 +167,8 @@ class ModelSettings(Section):
     # Folder holding unified-ct.safetensors and unified-ct.card.json; None = the project's
     # configs/models (or $CTNODE_MODEL_DIR). Job ids carry the version read from this card.
     directory: Path | None = None
+    # The grid the model runs on (3 mm coarse, 1.5 mm look-closer) comes from its checkpoint's card.
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_spacing_mm: float = 3.0
 
 
 class ApiSettings(Section):
