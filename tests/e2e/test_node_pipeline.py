@@ -114,7 +114,7 @@ def _run_roundtrip(tmp_path: Path, study: SyntheticStudy, pacs: tuple[Path, int]
         assert isinstance(detail, dict) and json.dumps(detail).count(job.job_id) >= 1
         assert "inference" in json.dumps(detail) and "delivered" in json.dumps(detail)
         metrics = str(node.api_get("/metrics"))
-        assert 'ctnode_stage_duration_seconds_count{' in metrics and 'rule="e2e-ct"' in metrics
+        assert "ctnode_stage_duration_seconds_count{" in metrics and 'rule="e2e-ct"' in metrics
 
         # The same study again (a PACS re-sends): every instance is a duplicate the SCP accepts
         # and drops, so the study is not routed again: no job, no computation, no delivery.
