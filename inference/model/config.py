@@ -100,6 +100,9 @@ class TrainConfig(_Strict):
     log_every: int = 25
     out_dir: Path = Path(tempfile.gettempdir()) / "ctnode-model-run"
     threads: int = 0  # torch CPU threads (0 = torch default)
+    # Warm start: network weights from an exported checkpoint (fresh optimiser and schedule).
+    # Lets a later budget continue a finished run whose optimiser state is gone (docs/model.md).
+    init_from: Path | None = None
     loss_weights: dict[str, float] = Field(
         default_factory=lambda: {"seg": 1.0, "det_heat": 1.0, "det_size": 0.5, "loc_z": 0.5, "loc_point": 0.2}
     )

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "last.pt"
 LOG_FILE = "train_log.jsonl"
+INIT_FILE = "init_from.json"  # the warm-start checkpoint of this run, if any
 
 
 def resolve_device(name: str) -> torch.device:
@@ -170,6 +171,8 @@ def train(
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
         log.info("resumed", extra={"step": start, "path": str(state_file)})
+    elif t.init_from is not None:
+        warm_start(net, Path(t.init_from), out)
     stop = t.steps if max_steps is None else min(t.steps, start + max_steps)
     use_bf16 = device.type == "cuda" and t.bf16
     net.train()
@@ -212,6 +215,28 @@ def train(
                 _save_state(state_file, net, opt, step)
     bar.close()
     return TrainResult(out_dir=out, steps_done=step, last_loss=last, seconds=time.perf_counter() - began)
+
+
+def warm_start(net: UnifiedCTNet, checkpoint: Path, out_dir: Path) -> str:
+    """Load an exported checkpoint's weights into ``net``; record its sha256 in the run directory.
+
+    The network configs must match (a :class:`CheckpointError` says which file does not fit).
+    Returns the sha256, which the export writes into the card (``training.init_from``).
+    """
+    from inference.model.card import CheckpointError, sha256_file
+    from inference.model.checkpoint import load_network
+
+    loaded, _, _, _ = load_network(checkpoint)
+    if loaded.cfg != net.cfg:
+        raise CheckpointError(
+            f"init_from checkpoint {checkpoint} has network {loaded.cfg.model_dump()}, "
+            f"the config asks for {net.cfg.model_dump()}"
+        )
+    net.load_state_dict(loaded.state_dict())
+    digest = sha256_file(checkpoint)
+    (out_dir / INIT_FILE).write_text(json.dumps({"file": checkpoint.name, "sha256": digest}) + "\n")
+    log.info("warm start", extra={"path": str(checkpoint), "sha256": digest})
+    return digest
 
 
 def _save_state(path: Path, net: UnifiedCTNet, opt: torch.optim.Optimizer, step: int) -> None:

@@ -75,6 +75,12 @@ def model() -> None:
     show_default=True,
     help="Write <out>/unified-ct.safetensors + card when training reaches its last step.",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Warm start from this exported checkpoint (overrides train.init_from).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     config: Path,
@@ -84,12 +90,15 @@ def train(
     cache: Path | None,
     resume: bool,
     do_export: bool,
+    init_from: Path | None,
     quiet: bool,
 ) -> None:
     """Train the model on cached synthetic cases (generated first when missing)."""
     from inference.model.train import train as run_training
 
     cfg = _load_config(config, steps=steps, out=out, cache=cache)
+    if init_from is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": init_from})})
     result = run_training(cfg, max_steps=max_steps, resume=resume, progress=not quiet)
     click.echo(
         f"trained to step {result.steps_done}/{cfg.train.steps} in {result.seconds:.0f} s "
@@ -180,6 +189,7 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
             "batchnorm_statistics": f"recomputed on {bn_cases} whole training scans at the coarse spacing"
             if bn_cases
             else "training's running averages (no cached training scans at export)",
+            "init_from": _init_from(run_dir),
             "config": cfg.train.model_dump(mode="json", exclude={"out_dir"}),
             "data_config": cfg.data.model_dump(mode="json", exclude={"cache_dir"}),
         },
@@ -194,6 +204,17 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
     card_file = dest / CARD_FILENAME
     write_card(card_file, card)
     return card_file
+
+
+def _init_from(run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint this run was warm-started from (file name, sha256), or None."""
+    from inference.model.train import INIT_FILE
+
+    f = run_dir / INIT_FILE
+    if not f.is_file():
+        return None
+    found: dict[str, Any] = json.loads(f.read_text())
+    return found
 
 
 def _hardware(cfg: Any) -> str:

@@ -41,3 +41,22 @@ def test_an_unknown_key_in_node_yaml_is_refused_with_the_file(tmp_path: Path) ->
         load_settings(bad)
     assert str(bad) in str(info.value)
     assert "quiet_periods" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "models").glob("*.yaml")))
+def test_model_configs_load(name: str) -> None:
+    from inference.model.config import load_config
+
+    cfg = load_config(REPO / "configs" / "models" / name)
+    assert cfg.train.steps > 0 and cfg.data.train_cases > 0
+
+
+def test_stage2_warm_starts_from_stage1_with_the_same_network() -> None:
+    # Warm start needs the same network; stage 2 must also read stage 1's export location.
+    from inference.model.config import load_config
+
+    stage1 = load_config(REPO / "configs" / "models" / "unified-ct.yaml")
+    stage2 = load_config(REPO / "configs" / "models" / "unified-ct-stage2.yaml")
+    assert stage2.network == stage1.network and stage2.inference == stage1.inference
+    assert stage2.train.init_from == Path(stage1.train.out_dir) / "unified-ct.safetensors"
+    assert stage2.train.seed != stage1.train.seed  # new crops

@@ -101,3 +101,26 @@ def test_saving_the_same_weights_twice_gives_the_same_file(tmp_path: Path) -> No
     again = tmp_path / "again.safetensors"
     save_network(net, again, inference=InferenceConfig(), text_bank={"liver": np.ones(384, dtype=np.float32)})
     assert sha256_file(path) == sha256_file(again)
+
+
+def test_warm_start_loads_the_exported_weights_and_rejects_another_network(tiny_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from inference.model.train import INIT_FILE, warm_start
+
+    torch.manual_seed(1)
+    source = UnifiedCTNet(tiny_cfg.network)
+    ckpt = tmp_path / "source.safetensors"
+    save_network(source, ckpt, inference=tiny_cfg.inference)
+
+    torch.manual_seed(2)
+    target = UnifiedCTNet(tiny_cfg.network)
+    key = next(iter(source.state_dict()))
+    assert not torch.equal(source.state_dict()[key], target.state_dict()[key])
+    digest = warm_start(target, ckpt, tmp_path)
+    for name, value in source.state_dict().items():
+        assert torch.equal(value.float(), target.state_dict()[name].float()), name
+    assert digest == sha256_file(ckpt)
+    assert json.loads((tmp_path / INIT_FILE).read_text()) == {"file": "source.safetensors", "sha256": digest}
+
+    other = UnifiedCTNet(tiny_cfg.network.model_copy(update={"query_dim": tiny_cfg.network.query_dim * 2}))
+    with pytest.raises(CheckpointError, match=r"source\.safetensors"):
+        warm_start(other, ckpt, tmp_path)

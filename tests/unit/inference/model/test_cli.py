@@ -49,6 +49,16 @@ def test_train_exports_a_loadable_checkpoint_with_card(tiny_cfg, tiny_cache, tmp
     assert pub.exit_code == 0, pub.output
     assert (dest / "unified-ct.safetensors").read_bytes() == (run / "unified-ct.safetensors").read_bytes()
 
+    # A second stage warm-started from the export: its card names the checkpoint it began from.
+    stage2 = tmp_path / "stage2"
+    init = str(dest / "unified-ct.safetensors")
+    args2 = [*args[:5], "--out", str(stage2), "--steps", "1", "--init-from", init, "--quiet"]
+    result2 = runner.invoke(model, args2)
+    assert result2.exit_code == 0, result2.output
+    card2 = json.loads((stage2 / "unified-ct.card.json").read_text())
+    assert card2["training"]["init_from"] == {"file": "unified-ct.safetensors", "sha256": card["sha256"]}
+    assert card["training"]["init_from"] is None
+
 
 def test_eval_rejects_partial_real_image_options(tmp_path: Path) -> None:
     image = tmp_path / "ct.nii.gz"
