@@ -173,6 +173,9 @@ def train(
         log.info("resumed", extra={"step": start, "path": str(state_file)})
     elif t.init_from is not None:
         warm_start(net, Path(t.init_from), out)
+    else:
+        # A fresh run in a reused directory began from nothing: its card must not name an old start.
+        (out / INIT_FILE).unlink(missing_ok=True)
     stop = t.steps if max_steps is None else min(t.steps, start + max_steps)
     use_bf16 = device.type == "cuda" and t.bf16
     net.train()

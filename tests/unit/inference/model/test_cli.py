@@ -58,6 +58,10 @@ def test_train_exports_a_loadable_checkpoint_with_card(tiny_cfg, tiny_cache, tmp
     card2 = json.loads((stage2 / "unified-ct.card.json").read_text())
     assert card2["training"]["init_from"] == {"file": "unified-ct.safetensors", "sha256": card["sha256"]}
     assert card["training"]["init_from"] is None
+    # Started again from scratch in the same directory: the card no longer claims the warm start.
+    fresh = runner.invoke(model, [*args2[:-3], "--no-resume", "--quiet"])
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads((stage2 / "unified-ct.card.json").read_text())["training"]["init_from"] is None
 
 
 def test_eval_rejects_partial_real_image_options(tmp_path: Path) -> None:
