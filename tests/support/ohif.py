@@ -159,16 +159,33 @@ class OhifSession:
         time.sleep(1.0)  # the labelmap render follows the state change
         return int(count)
 
-    def show_point(self, sop_instance_uid: str, world_lps: Sequence[float]) -> tuple[float, float]:
-        """Show the image of ``sop_instance_uid`` and return where ``world_lps`` is on the page."""
-        index = self.page.evaluate(
-            "async ([sop]) => { const vp = window.cornerstone.getEnabledElements()[0].viewport;"
-            " const ids = vp.getImageIds(); const i = ids.findIndex(id => id.includes(sop));"
-            " if (i < 0) return -1; await vp.setImageIdIndex(i); vp.render(); return i; }",
-            [sop_instance_uid],
-        )
-        if index < 0:
-            raise AssertionError(f"image {sop_instance_uid} not in the viewport's stack")
+    def show_point(
+        self, sop_instance_uid: str, world_lps: Sequence[float], *, timeout_s: float = 30
+    ) -> tuple[float, float]:
+        """Show the image of ``sop_instance_uid`` and return where ``world_lps`` is on the page.
+
+        Right after a series is loaded OHIF swaps the viewport (an SR becomes a new viewport
+        whose stack fills a moment later; measured once in CI), so the image is looked for
+        until ``timeout_s`` before this fails.
+        """
+        deadline = time.monotonic() + timeout_s
+        index = -1
+        while index < 0:
+            with contextlib.suppress(Exception):  # the viewport may be mid-swap
+                index = int(
+                    self.page.evaluate(
+                        "async ([sop]) => { const vp = window.cornerstone.getEnabledElements()[0].viewport;"
+                        " const ids = vp.getImageIds(); const i = ids.findIndex(id => id.includes(sop));"
+                        " if (i < 0) return -1; await vp.setImageIdIndex(i); vp.render(); return i; }",
+                        [sop_instance_uid],
+                    )
+                )
+            if index < 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"image {sop_instance_uid} not in the viewport's stack in {timeout_s} s"
+                    )
+                time.sleep(0.5)
         time.sleep(1.0)  # let the segmentation overlay of the new slice render
         x, y = self.page.evaluate(
             "([p]) => { const e = window.cornerstone.getEnabledElements()[0];"
