@@ -18,10 +18,10 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_ctnode_demo_runs_the_node_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def _demo(out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``ctnode demo --out OUT [OPTIONS]`` as README command 1 runs it (no stdin); it must succeed."""
     run = subprocess.run(
-        [sys.executable, "-m", "worker.cli.main", "demo", "--out", str(out)],
+        [sys.executable, "-m", "worker.cli.main", "demo", "--out", str(out), *options],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -29,6 +29,12 @@ def test_ctnode_demo_runs_the_node_end_to_end(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return run
+
+
+def test_ctnode_demo_runs_the_node_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = _demo(out)
     for stage in ("send study (C-STORE)", "inference", "encode SEG/SR/GSPS", "deliver to PACS", "total"):
         assert stage in run.stdout, run.stdout
     result = json.loads((out / "demo-result.json").read_text())
@@ -52,15 +58,7 @@ def test_ctnode_demo_with_the_unified_model(tmp_path: Path) -> None:
     """The research model through the whole node (worker process, model card found from a
     settings file outside the project, results at the PACS)."""
     out = tmp_path / "out"
-    run = subprocess.run(
-        [sys.executable, "-m", "worker.cli.main", "demo", "--out", str(out), "--pipeline", "unified-ct"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    _demo(out, "--pipeline", "unified-ct")
     result = json.loads((out / "demo-result.json").read_text())
     assert result["pipeline"] == "unified-ct" and result["state"] == "delivered"
     analysis = json.loads(next((out / "var" / "results").glob("*/analysis.json")).read_text())
