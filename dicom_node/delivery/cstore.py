@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
+from dicom_node.constants import VERIFICATION
 from dicom_node.contracts import ResultFile
 from dicom_node.delivery.outcome import (
     InstanceOutcome,
@@ -43,8 +44,6 @@ from dicom_node.errors import ConfigError
 from dicom_node.settings import DestinationSettings, TLSSettings
 
 logger = logging.getLogger(__name__)
-
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"  # PS3.4 A.4 Verification SOP Class
 
 
 def client_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
@@ -211,7 +210,7 @@ def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> Ech
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = dest.timeout_s
-    ae.add_requested_context(VERIFICATION_SOP_CLASS)
+    ae.add_requested_context(VERIFICATION)
     rejection: dict[str, Any] = {}
 
     def _on_acse_recv(event: Any) -> None:

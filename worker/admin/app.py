@@ -31,6 +31,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from dicom_node.constants import QUEUES
 from dicom_node.contracts import JobState
 from dicom_node.delivery.cstore import EchoResult, echo_destination
 from dicom_node.errors import ConfigError, NodeError
@@ -40,7 +41,6 @@ from worker.admin.auth import Principal, TokenAuth
 from worker.admin.broker import BrokerUnavailable, inspect_broker, ping_workers
 from worker.admin.metrics import StoreMetrics
 from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay_draft, validate_draft
-from worker.celery_app import QUEUES
 from worker.context import WorkerContext
 from worker.requeue import RequeueRefused, cancel, requeue
 

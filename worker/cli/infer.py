@@ -8,15 +8,15 @@ from pathlib import Path
 
 import click
 
+from dicom_node.constants import INPUT_SOP_CLASSES
 from dicom_node.contracts import ResultRole
 from dicom_node.errors import NodeError
 from dicom_node.identity import job_id_for, sop_set_digest
-from dicom_node.routing.manifest import is_node_result_sop_class, read_headers
+from dicom_node.routing.manifest import read_headers
 from worker.cli.common import config_option, settings_or_exit
 from worker.steps.compute import SegType
 
 SEG_TYPES: tuple[SegType, ...] = ("binary", "labelmap", "both")
-CT_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1")  # CT, Enhanced CT
 
 
 def pick_series(dicom_dir: Path, series_uid: str | None) -> tuple[str, list[Path]]:
@@ -25,7 +25,7 @@ def pick_series(dicom_dir: Path, series_uid: str | None) -> tuple[str, list[Path
     by_series: dict[str, list[Path]] = defaultdict(list)
     for ds in scan.datasets:
         sop_class = str(ds.get("SOPClassUID", ""))
-        if sop_class in CT_CLASSES and not is_node_result_sop_class(sop_class):
+        if sop_class in INPUT_SOP_CLASSES:
             by_series[str(ds.SeriesInstanceUID)].append(Path(ds.filename))
     if not by_series:
         raise click.ClickException(

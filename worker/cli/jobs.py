@@ -228,7 +228,8 @@ def retry(
     config_path: str | None,
 ) -> None:
     """Requeue a failed, dead or abandoned (stale running) job."""
-    from worker.celery_app import TASK_DELIVER, make_celery
+    from dicom_node.constants import TASK_DELIVER
+    from worker.celery_app import make_celery
     from worker.requeue import requeue
 
     settings = _settings(ctx, config_path)
