@@ -44,6 +44,10 @@ class AllowedPeer(Section):
     networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     # Optional per-sender quiet period (seconds), overriding completion.quiet_period_s.
     quiet_period_s: float | None = Field(default=None, gt=0)
+    # True only for a sender that sends each study whole in ONE association (a modality, `ctnode
+    # demo`): the end of that association then completes the study. A PACS or router that sends
+    # series by series in separate associations must keep false (the quiet period decides).
+    one_association_per_study: bool = False
 
     @field_validator("networks")
     @classmethod
@@ -77,7 +81,10 @@ class DicomSettings(Section):
     # Allowlist ON by default: an unknown calling AE or address is rejected at association.
     require_known_peers: bool = True
     allowed_peers: list[AllowedPeer] = Field(
-        default_factory=lambda: [AllowedPeer(ae_title="STORESCU"), AllowedPeer(ae_title="CTNODE_DEMO")]
+        default_factory=lambda: [
+            AllowedPeer(ae_title="STORESCU"),
+            AllowedPeer(ae_title="CTNODE_DEMO", one_association_per_study=True),
+        ]
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
     max_pdu_bytes: int = 0  # 0 = unlimited
@@ -107,13 +114,20 @@ class StorageSettings(Section):
 
 
 class CompletionSettings(Section):
-    # A study is complete after this long with no new instance (default at most 10 s).
+    """When a study is complete (see dicom_node.assembly.completion for what each signal means)."""
+
+    # A study is complete after this long with no new instance (default at most 10 s). Per sender:
+    # dicom.allowed_peers[].quiet_period_s; per rule: quiet_period_s in the rules (longest wins).
     quiet_period_s: float = Field(default=8.0, gt=0, le=3600)
-    # Treat the end of an association as a completion signal (after a short grace).
-    association_release: bool = True
+    # The end of an association completes a study only for senders marked
+    # one_association_per_study in dicom.allowed_peers. true here treats EVERY sender so: a PACS
+    # sending series by series would then have its study processed after the first series.
+    association_release: bool = False
     association_release_grace_s: float = Field(default=1.0, ge=0)
-    # Complete early when every series has its announced instance count.
+    # A series with fewer instances than it announced (NumberOfSeriesRelatedInstances,
+    # ImagesInAcquisition) holds its study for at least incomplete_series_quiet_s of quiet.
     expected_counts: bool = True
+    incomplete_series_quiet_s: float = Field(default=60.0, gt=0, le=3600)
     # Force completion this long after the first instance, whatever else happens.
     max_age_s: float = Field(default=1800.0, gt=0)
     sweep_interval_s: float = Field(default=0.5, gt=0)

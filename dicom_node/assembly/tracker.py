@@ -13,7 +13,8 @@
 * :meth:`instance_stored` takes each ``InstanceStored``; duplicates and non-routable instances
   (results, SEG/SR/PR/SC) are ignored: they never start or delay work.
 * :meth:`association_released` records the end of an association (a completion signal for the
-  studies it carried, see :mod:`dicom_node.assembly.completion`).
+  studies it carried only when their sender sends one association per study, see
+  :mod:`dicom_node.assembly.completion`).
 * :meth:`sweep` (the sweeper thread calls it every ``completion.sweep_interval_s``; tests call it
   with an explicit ``now``) decides with the pure :func:`~dicom_node.assembly.completion.decide`
   and hands each stable study to ``on_stable``. Only when ``on_stable`` returns is the study
@@ -24,10 +25,14 @@
   ``reason_detail`` "late instances after stable (N new)"; routing decides re-run vs ignore.
 * Restart safety: :meth:`recover` walks the staging folder; a study whose staged routable SOP set
   differs from what its marker says was dispatched is tracked again, with file mtimes as receive
-  times (so a long-quiet study completes at the first sweep, reason "recovered after restart").
+  times (for the maximum age) and its quiet period counted from the recovery: a restart never
+  shortens it (a sender killed with the node, or retrying while it was down, has the whole quiet
+  period to come back); the reason detail says "recovered after restart".
 
 Quiet period per study: ``quiet_period_for(study_uid, calling_ae)`` when given and not None, else
-the calling AE's ``AllowedPeer.quiet_period_s``, else ``completion.quiet_period_s``.
+the calling AE's ``AllowedPeer.quiet_period_s``, else ``completion.quiet_period_s``. Association
+release counts for a study when its calling AE is an ``AllowedPeer`` with
+``one_association_per_study`` (or ``completion.association_release`` is on).
 Dispatched studies are forgotten from memory ``retain_dispatched_s`` after their last instance;
 their marker keeps what a late instance needs.
 """
@@ -73,6 +78,7 @@ class _Study:
     failures: int = 0
     retry_at: float = 0.0
     recovered: bool = False
+    recovered_at: float | None = None
 
     def pending(self) -> list[str]:
         return [uid for uid in self.sops if uid not in self.dispatched]
@@ -107,6 +113,9 @@ class StudyTracker:
         self._peer_quiet_s = {
             p.ae_title.strip(): p.quiet_period_s for p in settings.dicom.allowed_peers if p.quiet_period_s
         }
+        self._one_association_per_study = frozenset(
+            p.ae_title.strip() for p in settings.dicom.allowed_peers if p.one_association_per_study
+        )
         self.retain_dispatched_s = retain_dispatched_s
         self._studies: dict[str, _Study] = {}
         self._associations: dict[str, set[str]] = {}
@@ -192,6 +201,17 @@ class StudyTracker:
         peer_value = self._peer_quiet_s.get(calling_ae_title.strip())
         return peer_value if peer_value is not None else self.completion.quiet_period_s
 
+    def sends_one_association_per_study(self, calling_ae_title: str) -> bool:
+        """Whether the end of this sender's association completes its study."""
+        return calling_ae_title.strip() in self._one_association_per_study
+
+    def policy_for(self, study_instance_uid: str, calling_ae_title: str) -> CompletionPolicy:
+        return CompletionPolicy.from_settings(
+            self.completion,
+            quiet_period_s=self.quiet_period_s(study_instance_uid, calling_ae_title),
+            one_association_per_study=self.sends_one_association_per_study(calling_ae_title),
+        )
+
     def _facts(self, study: _Study, pending: list[str]) -> StudyFacts:
         return StudyFacts(
             first_received_at=min(study.sops[uid][1] for uid in pending),
@@ -202,6 +222,7 @@ class StudyTracker:
                 series: (count, study.series_expected.get(series))
                 for series, count in study.series_counts.items()
             },
+            recovered_at=study.recovered_at,
         )
 
     def _stable_event(
@@ -238,10 +259,7 @@ class StudyTracker:
                     continue
                 if study.in_flight or now < study.retry_at:
                     continue
-                policy = CompletionPolicy.from_settings(
-                    self.completion,
-                    quiet_period_s=self.quiet_period_s(study.study_instance_uid, study.calling_ae_title),
-                )
+                policy = self.policy_for(study.study_instance_uid, study.calling_ae_title)
                 decision = decide(self._facts(study, pending), now, policy)
                 if decision is None:
                     continue
@@ -286,6 +304,7 @@ class StudyTracker:
             study.failures = 0
             study.retry_at = 0.0
             study.recovered = False
+            study.recovered_at = None
             marker = self._marker_for(study, snapshot, event, now)
         try:
             self._markers.write(marker)
@@ -342,6 +361,7 @@ class StudyTracker:
         study's dispatch marker are read.
         """
         scanned = pending = read = 0
+        recovered_at = self._clock()
         root = Path(staging_root)
         if not root.is_dir():
             return RecoveryReport(0, 0, 0)
@@ -367,6 +387,7 @@ class StudyTracker:
                 study = self._studies.get(study_dir.name)
                 if study is not None:
                     study.recovered = True
+                    study.recovered_at = recovered_at
         logger.info(
             "assembly: recovery scanned staging",
             extra={"stage": "assembly", "studies": scanned, "pending": pending, "files_read": read},

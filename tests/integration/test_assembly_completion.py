@@ -56,8 +56,19 @@ class Service:
 def serve(tmp_path: Path) -> Iterator[Any]:
     running: list[Service] = []
 
-    def start(*, recover: bool = False, broker_up: bool = True, **completion: Any) -> Service:
-        settings = node_settings(tmp_path / "var", completion={**FAST, **completion})
+    def start(
+        *,
+        recover: bool = False,
+        broker_up: bool = True,
+        one_association_per_study: bool = False,
+        **completion: Any,
+    ) -> Service:
+        peer = {"ae_title": "STORESCU", "networks": ["127.0.0.1/32"]}
+        settings = node_settings(
+            tmp_path / "var",
+            completion={**FAST, **completion},
+            dicom={"allowed_peers": [peer | {"one_association_per_study": one_association_per_study}]},
+        )
         service = Service(settings=settings, scp=None, tracker=None)  # type: ignore[arg-type]
         if broker_up:
             service.broker_up.set()
@@ -109,12 +120,13 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     }
 
 
-def test_association_release_completes_the_study(serve: Any, study: dict[str, list[Path]]) -> None:
-    service = serve()
-    started = time.monotonic()
+def test_association_release_completes_the_study_of_a_one_association_sender(
+    serve: Any, study: dict[str, list[Path]]
+) -> None:
+    # a long quiet period: only the release can complete the study within the wait below
+    service = serve(one_association_per_study=True, quiet_period_s=600.0)
     assert store_successes(storescu(service.port, study["axial"])) == 20
-    [event] = service.wait_stable(1)
-    elapsed = time.monotonic() - started
+    [event] = service.wait_stable(1, timeout_s=60)
     assert event.reason == CompletionReason.ASSOCIATION_RELEASED
     assert event.instance_count == 20
     assert event.calling_ae_title == "STORESCU" and event.called_ae_title == "CTAINODE"
@@ -124,19 +136,37 @@ def test_association_release_completes_the_study(serve: Any, study: dict[str, li
         Path(event.source.staging_path or "")
         == service.settings.storage.staging_dir / event.study_instance_uid
     )
-    assert elapsed < 10, "released association + 0.3 s grace, not the quiet period"
 
 
-def test_announced_count_completes_before_the_quiet_period(serve: Any, study: dict[str, list[Path]]) -> None:
-    service = serve(association_release=False, quiet_period_s=60.0)
-    assert store_successes(storescu(service.port, study["announced"])) == 6
-    [event] = service.wait_stable(1, timeout_s=10)
-    assert event.reason == CompletionReason.EXPECTED_COUNT
+def test_series_sent_in_separate_associations_make_one_stable_study(
+    serve: Any, study: dict[str, list[Path]]
+) -> None:
+    """A PACS sending series by series, one association each, a second apart: one StudyStable."""
+    service = serve(quiet_period_s=5.0)  # the sender is not one association per study (default)
+    assert store_successes(storescu(service.port, study["axial"])) == 20
+    time.sleep(1.0)  # the sender's pause between series (the old default fired 0.3 s after release)
+    assert service.stable == []
+    assert store_successes(storescu(service.port, study["late"])) == 4
+    [event] = service.wait_stable(1, timeout_s=60)
+    assert event.reason == CompletionReason.QUIET_PERIOD
+    assert event.instance_count == 24
+    time.sleep(FAST["quiet_period_s"])
+    assert len(service.stable) == 1
+
+
+def test_a_series_short_of_its_announced_count_waits(serve: Any, study: dict[str, list[Path]]) -> None:
+    service = serve(one_association_per_study=True, incomplete_series_quiet_s=600.0)
+    assert store_successes(storescu(service.port, study["announced"][:4])) == 4  # 4 of 6 announced
+    time.sleep(FAST["quiet_period_s"] + 1.5)  # past the quiet period and the release grace
+    assert service.stable == []
+    assert store_successes(storescu(service.port, study["announced"][4:])) == 2
+    [event] = service.wait_stable(1, timeout_s=60)
+    assert event.reason == CompletionReason.ASSOCIATION_RELEASED
     assert event.instance_count == 6
 
 
 def test_quiet_period_when_the_sender_keeps_its_association(serve: Any, study: dict[str, list[Path]]) -> None:
-    service = serve(association_release=False)
+    service = serve()
     assert store_successes(storescu(service.port, study["axial"][:5])) == 5
     [event] = service.wait_stable(1)
     assert event.reason == CompletionReason.QUIET_PERIOD

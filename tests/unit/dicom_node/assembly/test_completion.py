@@ -61,16 +61,39 @@ def test_release_signal_can_be_turned_off() -> None:
     assert decide(facts(released_at=10.0), 12.0, policy) is None
 
 
-def test_expected_counts_need_every_series_and_the_settle_time() -> None:
+def test_announced_counts_alone_never_complete_a_study() -> None:
     complete = {"s1": (100, 100), "s2": (3, 3)}
-    assert decide(facts(series=complete, open_associations=1), 10.5, POLICY) is None  # settle time
-    decision = decide(facts(series=complete, open_associations=1), 11.0, POLICY)
-    assert decision is not None and decision.reason == CompletionReason.EXPECTED_COUNT
-    assert "103 instances" in decision.detail
+    assert decide(facts(series=complete, open_associations=1), 17.9, POLICY) is None
+    decision = decide(facts(series=complete, open_associations=1), 18.0, POLICY)
+    assert decision is not None and decision.reason == CompletionReason.QUIET_PERIOD
+
+
+def test_a_short_series_holds_the_study_and_the_release() -> None:
+    policy = CompletionPolicy(quiet_period_s=8.0, association_release=True, incomplete_series_quiet_s=60.0)
     partial = {"s1": (100, 100), "s2": (2, 3)}
-    assert decide(facts(series=partial, open_associations=1), 11.0, POLICY) is None
-    unknown = {"s1": (100, 100), "s2": (3, None)}
-    assert decide(facts(series=unknown, open_associations=1), 11.0, POLICY) is None
+    assert decide(facts(series=partial, released_at=10.0), 69.9, policy) is None
+    decision = decide(facts(series=partial, released_at=10.0), 70.0, policy)
+    assert decision is not None and decision.reason == CompletionReason.QUIET_PERIOD
+    assert "short of its announced size (e.g. 2 of 3)" in decision.detail
+    # the hold can be turned off
+    off = CompletionPolicy(quiet_period_s=8.0, association_release=True, expected_counts=False)
+    decision = decide(facts(series=partial, released_at=10.0), 11.0, off)
+    assert decision is not None and decision.reason == CompletionReason.ASSOCIATION_RELEASED
+
+
+def test_a_restart_never_shortens_the_quiet_period() -> None:
+    recovered = StudyFacts(
+        first_received_at=0.0,
+        last_received_at=10.0,
+        open_associations=0,
+        released_at=None,
+        series_counts={"s1": (5, None)},
+        recovered_at=500.0,
+    )
+    assert decide(recovered, 507.9, POLICY) is None
+    decision = decide(recovered, 508.0, POLICY)
+    assert decision is not None and decision.reason == CompletionReason.QUIET_PERIOD
+    assert "since the serve process restarted" in decision.detail
 
 
 def test_max_age_forces_completion_while_instances_still_arrive() -> None:
@@ -86,3 +109,10 @@ def test_policy_from_settings(override: float | None) -> None:
     policy = CompletionPolicy.from_settings(settings, quiet_period_s=override)
     assert policy.quiet_period_s == (override or 6.0)
     assert policy.max_age_s == 50.0
+
+
+def test_policy_for_a_one_association_per_study_sender() -> None:
+    settings = CompletionSettings()
+    assert CompletionPolicy.from_settings(settings).association_release is False  # the default
+    assert CompletionPolicy.from_settings(settings, one_association_per_study=True).association_release
+    assert CompletionPolicy.from_settings(CompletionSettings(association_release=True)).association_release

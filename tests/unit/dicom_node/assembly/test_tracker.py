@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path, **completion: Any) -> Settings:
                 "allowed_peers": [
                     {"ae_title": "FASTCT", "quiet_period_s": 2.0},
                     {"ae_title": "SLOWPACS"},
+                    {"ae_title": "MODALITY", "one_association_per_study": True},
                 ]
             },
         }
@@ -118,19 +119,46 @@ def test_quiet_period_with_the_reason_recorded(tmp_path: Path) -> None:
     assert h.sweep_at(last + 100) == []  # dispatched once
 
 
-def test_association_release_after_grace(tmp_path: Path) -> None:
+def test_association_release_after_grace_for_a_one_association_per_study_sender(tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    last = h.feed(20, start=T0)
+    last = h.feed(20, start=T0, calling="MODALITY")
     h.clock.now = last + 0.2
     h.tracker.association_released("assoc-1", released=True)
     assert h.sweep_at(last + 1.1) == []
     [event] = h.sweep_at(last + 1.2)
     assert event.reason == CompletionReason.ASSOCIATION_RELEASED
+    assert "one association per study" in event.reason_detail
+
+
+def test_series_by_series_sender_gets_one_stable_study(tmp_path: Path) -> None:
+    """A PACS sending each series in its own association, seconds apart: release is no signal."""
+    h = Harness(tmp_path)
+    first = h.feed(20, start=T0, association="series-1")
+    h.tracker.association_released("series-1", at=first + 0.1)
+    assert h.sweep_at(first + 1.5) == []  # the old default (release + 1 s grace) fired here
+    assert h.sweep_at(first + 4.0) == []
+    second = h.feed(
+        30, start=first + 4.0, association="series-2", series="1.2.3.100.2", prefix="1.2.3.100.2."
+    )
+    h.tracker.association_released("series-2", at=second + 0.1)
+    assert h.sweep_at(second + 7.9) == []
+    [event] = h.sweep_at(second + 8.0)
+    assert event.reason == CompletionReason.QUIET_PERIOD
+    assert event.instance_count == 50
+    assert h.sweep_at(second + 100) == []
+
+
+def test_association_release_for_every_sender_when_settings_say_so(tmp_path: Path) -> None:
+    h = Harness(tmp_path, association_release=True)
+    last = h.feed(5, start=T0, calling="SLOWPACS")
+    h.tracker.association_released("assoc-1", at=last)
+    [event] = h.sweep_at(last + 1.0)
+    assert event.reason == CompletionReason.ASSOCIATION_RELEASED
 
 
 def test_aborted_association_is_no_signal(tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    last = h.feed(5, start=T0)
+    last = h.feed(5, start=T0, calling="MODALITY")
     h.tracker.association_released("assoc-1", released=False, at=last)
     assert h.sweep_at(last + 5) == []
     [event] = h.sweep_at(last + 8)
@@ -139,8 +167,8 @@ def test_aborted_association_is_no_signal(tmp_path: Path) -> None:
 
 def test_release_of_one_association_waits_for_the_other(tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    h.feed(5, start=T0, association="a")
-    last = h.feed(5, start=T0 + 0.5, association="b", prefix="1.2.3.100.1.9")
+    h.feed(5, start=T0, association="a", calling="MODALITY")
+    last = h.feed(5, start=T0 + 0.5, association="b", prefix="1.2.3.100.1.9", calling="MODALITY")
     h.tracker.association_released("a", at=last)
     assert h.sweep_at(last + 3) == []  # "b" is still open
     h.tracker.association_released("b", at=last + 3)
@@ -149,15 +177,45 @@ def test_release_of_one_association_waits_for_the_other(tmp_path: Path) -> None:
     assert event.instance_count == 10
 
 
-def test_expected_instance_count(tmp_path: Path) -> None:
+def test_announced_counts_met_do_not_complete_a_study(tmp_path: Path) -> None:
+    """A full series says nothing about the series that may follow: the quiet period decides."""
     h = Harness(tmp_path)
-    last = h.feed(9, start=T0, expected=10)
-    assert h.sweep_at(last + 1.5) == []
-    h.tracker.instance_stored(instance("1.2.3.100.1.99", last + 1.6, expected=10))
-    assert h.sweep_at(last + 2.0) == []  # settle time
-    [event] = h.sweep_at(last + 2.7)
-    assert event.reason == CompletionReason.EXPECTED_COUNT
+    last = h.feed(10, start=T0, expected=10)
+    assert h.sweep_at(last + 2.0) == []
+    [event] = h.sweep_at(last + 8.0)
+    assert event.reason == CompletionReason.QUIET_PERIOD
+
+
+def test_series_short_of_its_announced_count_holds_the_study(tmp_path: Path) -> None:
+    h = Harness(tmp_path, incomplete_series_quiet_s=60.0)
+    last = h.feed(9, start=T0, expected=10, calling="MODALITY")
+    h.tracker.association_released("assoc-1", at=last)
+    assert h.sweep_at(last + 8.0) == []  # neither the release nor the quiet period
+    assert h.sweep_at(last + 59.0) == []
+    [event] = h.sweep_at(last + 60.0)
+    assert event.reason == CompletionReason.QUIET_PERIOD
+    assert "1 series short of its announced size (e.g. 9 of 10)" in event.reason_detail
+
+
+def test_the_missing_instance_lets_the_release_count_again(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    last = h.feed(9, start=T0, expected=10, calling="MODALITY", association="a")
+    h.tracker.association_released("a", at=last)
+    assert h.sweep_at(last + 8.0) == []
+    h.tracker.instance_stored(
+        instance("1.2.3.100.1.99", last + 9, expected=10, calling="MODALITY", association="b")
+    )
+    h.tracker.association_released("b", at=last + 9.1)
+    [event] = h.sweep_at(last + 10.2)
+    assert event.reason == CompletionReason.ASSOCIATION_RELEASED
     assert event.instance_count == 10
+
+
+def test_announced_counts_can_be_ignored(tmp_path: Path) -> None:
+    h = Harness(tmp_path, expected_counts=False)
+    last = h.feed(9, start=T0, expected=10)
+    [event] = h.sweep_at(last + 8.0)
+    assert event.reason == CompletionReason.QUIET_PERIOD
 
 
 def test_max_age_while_a_sender_never_stops(tmp_path: Path) -> None:
@@ -299,13 +357,18 @@ def test_recovery_retracks_a_study_never_dispatched(tmp_path: Path) -> None:
     for i in range(5):
         _write_staged(staging, STUDY, "1.2.3.100.1", f"1.2.3.100.1.{i}", T0 + i)
     h = Harness(tmp_path)
+    h.clock.now = T0 + 3600  # the node was down for an hour
     read, _ = _reader()
     report = h.tracker.recover(staging, read_instance=read)
     assert (report.studies_scanned, report.studies_pending, report.instances_read) == (1, 1, 5)
-    [event] = h.sweep_at(T0 + 3600)  # long quiet since the mtimes: stable at the first sweep
+    # long quiet since the mtimes, but a restart never shortens the quiet period: it counts anew
+    assert h.sweep_at(T0 + 3600) == []
+    assert h.sweep_at(T0 + 3607.9) == []
+    [event] = h.sweep_at(T0 + 3608)
     assert event.instance_count == 5
     assert event.reason == CompletionReason.QUIET_PERIOD
     assert event.reason_detail.startswith("recovered after restart")
+    assert "since the serve process restarted" in event.reason_detail
     assert event.calling_ae_title == "SLOWPACS"
     assert event.first_received_at.timestamp() == T0
 
@@ -342,6 +405,23 @@ def test_recovery_skips_what_was_dispatched_and_reads_only_new_files(tmp_path: P
     assert event.instance_count == 4
     assert "recovered after restart" in event.reason_detail
     assert "late instances after stable (1 new)" in event.reason_detail
+
+
+def test_a_study_killed_mid_transfer_waits_for_the_rest_after_a_restart(tmp_path: Path) -> None:
+    """serve killed while series 1 arrived, restarted later: series 2 still joins the same round."""
+    staging = tmp_path / "staging"
+    for i in range(5):
+        _write_staged(staging, STUDY, "1.2.3.100.1", f"1.2.3.100.1.{i}", T0 + i)
+    h = Harness(tmp_path)
+    h.clock.now = T0 + 20  # restarted 16 s after the last file: more than the quiet period
+    read, _ = _reader()
+    h.tracker.recover(staging, read_instance=read)
+    assert h.sweep_at(T0 + 21) == []
+    last = h.feed(6, start=T0 + 24, series="1.2.3.100.2", prefix="1.2.3.100.2.")
+    assert h.sweep_at(last + 7) == []
+    [event] = h.sweep_at(last + 8)
+    assert event.instance_count == 11
+    assert h.sent == [event]
 
 
 def test_recovery_ignores_non_uid_folders(tmp_path: Path) -> None:
