@@ -60,3 +60,8 @@ def derived_uid(uid_root: str, job_id: str, role: str) -> str:
 def delivery_id_for(job_id: str, destination: str) -> str:
     """Task id of the delivery of one job to one destination: retries reuse it."""
     return str(uuid.uuid5(NODE_NAMESPACE, f"deliver|{job_id}|{destination}"))
+
+
+def withdrawal_id_for(job_id: str, destination: str) -> str:
+    """Id (and task id) of withdrawing one superseded job's results at one destination."""
+    return str(uuid.uuid5(NODE_NAMESPACE, f"withdraw|{job_id}|{destination}"))

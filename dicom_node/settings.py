@@ -138,9 +138,19 @@ class QueueSettings(Section):
     broker_url: str = ""
     task_time_limit_s: int = 900
     task_soft_time_limit_s: int = 840
+    # Quick retries of a transient failure (capped exponential backoff with jitter); a job or
+    # study whose quick retries are used up is DEAD (a delivery waits, see below).
     max_retries: int = 6
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 300.0
+    # A delivery whose quick retries are used up WAITS for its destination (a PACS restart,
+    # maintenance) instead of dying: the serve process probes the destination (C-ECHO, QIDO-RS)
+    # every destination_probe_interval_s and resumes the delivery the moment it answers, and tries
+    # anyway every waiting_retry_interval_s. It is DEAD only when delivery_retry_window_s has passed
+    # since its first failure (0: no window, DEAD after the quick retries).
+    delivery_retry_window_s: float = Field(default=12 * 3600.0, ge=0)
+    waiting_retry_interval_s: float = Field(default=600.0, gt=0)
+    destination_probe_interval_s: float = Field(default=10.0, gt=0)
     # Redis only: must exceed the longest time limit, or a long task is delivered twice.
     visibility_timeout_s: int = 3600
     in_process_worker: bool = False

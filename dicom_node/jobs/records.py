@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dicom_node.contracts import CompletionReason, Job, JobState, ResultBundle, StudySource
-from dicom_node.jobs.states import DeliveryState
+from dicom_node.jobs.states import DeliveryState, WithdrawalState
 
 
 class Record(BaseModel):
@@ -78,6 +78,34 @@ class DeliveryRecord(Record):
     confirmation_detail: str
     created_at: datetime
     updated_at: datetime
+    first_failed_at: datetime | None = None  # the retry window counts from here
+    next_attempt_at: datetime | None = None  # a WAITING delivery is tried again by then
+
+
+class DestinationStatus(Record):
+    """The last health check of a destination: up or down, since when, and what it said."""
+
+    name: str
+    up: bool
+    since: datetime
+    checked_at: datetime
+    detail: str
+
+
+class WithdrawalRecord(Record):
+    withdrawal_id: str
+    job_id: str  # the superseded job
+    destination: str
+    by_job_id: str  # the job whose results supersede it
+    state: WithdrawalState
+    method: str
+    attempts: int
+    sop_instance_uids: tuple[str, ...]
+    detail: str
+    first_failed_at: datetime | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class JobDetail(Record):
@@ -86,6 +114,7 @@ class JobDetail(Record):
     job: JobRecord
     events: tuple[JobEvent, ...]
     deliveries: tuple[DeliveryRecord, ...]
+    withdrawals: tuple[WithdrawalRecord, ...] = ()  # this job's results withdrawn at destinations
 
 
 class ConfigChange(Record):

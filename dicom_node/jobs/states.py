@@ -80,27 +80,60 @@ def check_transition(job_id: str, from_state: JobState, to_state: JobState) -> b
 
 
 class DeliveryState(StrEnum):
-    """State of one job's delivery to one destination (``deliveries`` table)."""
+    """State of one job's delivery to one destination (``deliveries`` table).
 
-    PENDING = "pending"  # not attempted yet, or requeued
+    ::
+
+        pending ─▶ sending ─▶ delivered
+                     │  ▲
+                     ▼  │ (quick retries, backoff)
+                   retrying ─▶ waiting ─▶ pending (the destination answers its health check, or
+                     │            │        the next slow attempt is due: worker.node.destinations)
+                     ▼            ▼
+                   failed        dead (the retry window, queue.delivery_retry_window_s, is over)
+    """
+
+    PENDING = "pending"  # not attempted yet, or requeued / resumed
     SENDING = "sending"  # an attempt is under way
     DELIVERED = "delivered"  # every object accepted (warnings recorded)
-    RETRYING = "retrying"  # the last attempt failed transiently; a retry is scheduled
+    RETRYING = "retrying"  # the last attempt failed transiently; a quick retry is scheduled
+    # Quick retries used up, the retry window still open: nothing is scheduled on the broker; the
+    # serve process resumes the delivery when the destination answers (or a slow attempt is due).
+    WAITING = "waiting"
     FAILED = "failed"  # a permanent rejection; operator action needed
-    DEAD = "dead"  # retries exhausted
+    DEAD = "dead"  # the retry window is over
 
 
 def job_state_after_deliveries(states: list[DeliveryState]) -> JobState | None:
     """The job state that the set of its destinations' delivery states implies, if settled.
 
     All delivered → DELIVERED; any DEAD → DEAD; any FAILED (and none still in flight) → FAILED;
-    otherwise None (still delivering). A job with no destination is DELIVERED (nothing to send).
+    otherwise None (still delivering: a WAITING delivery is still in flight). A job with no
+    destination is DELIVERED (nothing to send).
     """
     if all(s == DeliveryState.DELIVERED for s in states):
         return JobState.DELIVERED
-    in_flight = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.RETRYING)
+    in_flight = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.RETRYING, DeliveryState.WAITING)
     if any(s in in_flight for s in states):
         return None
     if any(s == DeliveryState.DEAD for s in states):
         return JobState.DEAD
     return JobState.FAILED
+
+
+class WithdrawalState(StrEnum):
+    """State of withdrawing a superseded job's results at one destination (``withdrawals`` table).
+
+    A job superseded by a re-run (a late series, a re-route) may have results at a destination;
+    the superseding job, once delivered there, withdraws them: a Key Object Selection rejection
+    note (IHE IOCM) or a delete, by what the destination supports.
+    """
+
+    PENDING = "pending"  # to do; a withdraw task is on its way
+    WAITING = "waiting"  # the destination did not answer: resumed like a waiting delivery
+    DONE = "done"  # withdrawn (rejection note accepted, or deleted)
+    UNSUPPORTED = "unsupported"  # the destination cannot withdraw (or its settings say not to)
+    FAILED = "failed"  # refused, or the retry window is over; recorded, operator may retry
+
+
+WITHDRAWAL_OPEN: frozenset[WithdrawalState] = frozenset({WithdrawalState.PENDING, WithdrawalState.WAITING})

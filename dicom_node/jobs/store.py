@@ -22,18 +22,14 @@ compare-and-set ``UPDATE ... WHERE state = <observed>``, retried on a lost race.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, update
 
 from dicom_node.contracts import (
     CompletionReason,
-    DeliveryReport,
     Job,
     JobState,
     ResultBundle,
@@ -42,12 +38,12 @@ from dicom_node.contracts import (
     StudyStable,
 )
 from dicom_node.errors import PermanentError
-from dicom_node.identity import delivery_id_for
+from dicom_node.jobs.core import rowcount
+from dicom_node.jobs.deliveries import DeliveryStore, delivery_record, withdrawal_record
 from dicom_node.jobs.engine import make_engine
 from dicom_node.jobs.migrate import upgrade_to_head
 from dicom_node.jobs.records import (
     ConfigChange,
-    DeliveryRecord,
     JobDetail,
     JobEvent,
     JobRecord,
@@ -67,6 +63,7 @@ from dicom_node.jobs.tables import (
     JobEventRow,
     JobRow,
     StudyRow,
+    WithdrawalRow,
     utcnow,
 )
 
@@ -81,12 +78,8 @@ class JobNotFound(PermanentError):
         super().__init__(f"no job {job_id} in the job store")
 
 
-class JobStore:
+class JobStore(DeliveryStore):
     """Typed access to the job store. Create with :meth:`open`; thread- and process-safe."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -106,19 +99,6 @@ class JobStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
-
-    def _insert(self, table: Any) -> Any:
-        """``INSERT`` that can say ``ON CONFLICT DO NOTHING`` on both supported backends."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(table)
-        raise PermanentError(f"job store backend {self.engine.dialect.name!r} is not supported")
 
     # -- studies ------------------------------------------------------------------------------
 
@@ -240,7 +220,7 @@ class JobStore:
         }
         with self._tx() as s:
             stmt = self._insert(JobRow.__table__).values(**values).on_conflict_do_nothing()
-            created = _rowcount(s.execute(stmt)) == 1
+            created = rowcount(s.execute(stmt)) == 1
             if created:
                 s.add(_event(job.job_id, None, state, reason, {"rule": job.rule_name}, now))
             row = s.get(JobRow, job.job_id)
@@ -270,10 +250,16 @@ class JobStore:
             deliveries = s.scalars(
                 select(DeliveryRow).where(DeliveryRow.job_id == job_id).order_by(DeliveryRow.destination)
             ).all()
+            withdrawals = s.scalars(
+                select(WithdrawalRow)
+                .where(WithdrawalRow.job_id == job_id)
+                .order_by(WithdrawalRow.destination)
+            ).all()
             return JobDetail(
                 job=_job_record(row),
                 events=tuple(_event_record(e) for e in events),
-                deliveries=tuple(_delivery_record(d) for d in deliveries),
+                deliveries=tuple(delivery_record(d) for d in deliveries),
+                withdrawals=tuple(withdrawal_record(w) for w in withdrawals),
             )
 
     def events(self, job_id: str) -> list[JobEvent]:
@@ -309,7 +295,7 @@ class JobStore:
                 if not check_transition(job_id, current, to_state):
                     return _job_record(row)
                 now = utcnow()
-                changed = _rowcount(
+                changed = rowcount(
                     s.execute(
                         update(JobRow)
                         .where(JobRow.job_id == job_id, JobRow.state == current.value)
@@ -357,7 +343,7 @@ class JobStore:
             conditions = [JobRow.job_id == job_id, JobRow.state == current.value]
             if stale:
                 conditions.append(JobRow.updated_at == row.updated_at)
-            changed = _rowcount(
+            changed = rowcount(
                 s.execute(
                     update(JobRow)
                     .where(*conditions)
@@ -510,116 +496,6 @@ class JobStore:
         with self._tx() as s:
             return [_job_record(r) for r in s.scalars(stmt).all()]
 
-    # -- deliveries ---------------------------------------------------------------------------
-
-    def start_delivery(self, job_id: str, destination: str) -> DeliveryRecord:
-        """Create (idempotently) the delivery row and count one more attempt (state SENDING)."""
-        now = utcnow()
-        delivery_id = delivery_id_for(job_id, destination)
-        with self._tx() as s:
-            s.execute(
-                self._insert(DeliveryRow.__table__)
-                .values(
-                    delivery_id=delivery_id,
-                    job_id=job_id,
-                    destination=destination,
-                    state=DeliveryState.PENDING.value,
-                    attempts=0,
-                    last_error="",
-                    delivered_sop_instance_uids=[],
-                    failed={},
-                    warnings={},
-                    confirmed=False,
-                    confirmation_detail="",
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-            )
-            s.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.delivery_id == delivery_id)
-                .values(
-                    state=DeliveryState.SENDING.value,
-                    attempts=DeliveryRow.attempts + 1,
-                    updated_at=now,
-                )
-            )
-            row = s.get(DeliveryRow, delivery_id)
-            assert row is not None
-            s.refresh(row)
-            return _delivery_record(row)
-
-    def record_delivery(
-        self, report: DeliveryReport, *, state: DeliveryState, error: str = ""
-    ) -> DeliveryRecord:
-        """Store the outcome of one attempt.
-
-        Delivered SOP Instance UIDs accumulate across attempts (a retry sends only what is still
-        missing: :meth:`delivered_uids`); ``failed`` is replaced by this attempt's failures.
-        """
-        delivery_id = delivery_id_for(report.job_id, report.destination)
-        now = utcnow()
-        with self._tx() as s:
-            row = s.get(DeliveryRow, delivery_id)
-            if row is None:
-                raise PermanentError(
-                    f"delivery of job {report.job_id} to {report.destination} was never started"
-                )
-            before = row.delivered_sop_instance_uids
-            delivered = list(dict.fromkeys([*before, *report.delivered_sop_instance_uids]))
-            row.delivered_sop_instance_uids = delivered
-            row.failed = {k: v for k, v in report.failed.items() if k not in delivered}
-            row.warnings = {**row.warnings, **report.warnings}
-            row.state = state.value
-            row.last_error = error
-            row.confirmed = report.confirmed
-            row.confirmation_detail = report.confirmation_detail
-            row.updated_at = now
-            s.flush()
-            return _delivery_record(row)
-
-    def get_delivery(self, job_id: str, destination: str) -> DeliveryRecord | None:
-        with self._tx() as s:
-            row = s.get(DeliveryRow, delivery_id_for(job_id, destination))
-            return _delivery_record(row) if row is not None else None
-
-    def deliveries_for(self, job_id: str) -> list[DeliveryRecord]:
-        with self._tx() as s:
-            rows = s.scalars(
-                select(DeliveryRow).where(DeliveryRow.job_id == job_id).order_by(DeliveryRow.destination)
-            ).all()
-            return [_delivery_record(r) for r in rows]
-
-    def delivered_uids(self, job_id: str, destination: str) -> frozenset[str]:
-        """SOP Instance UIDs already accepted by ``destination`` (skip them on a retry)."""
-        record = self.get_delivery(job_id, destination)
-        return frozenset(record.delivered_sop_instance_uids) if record else frozenset()
-
-    def deliveries_in_state(
-        self, states: Collection[DeliveryState], *, updated_before: datetime | None = None, limit: int = 1000
-    ) -> list[DeliveryRecord]:
-        """Deliveries in one of ``states`` (optionally untouched since ``updated_before``), oldest first."""
-        stmt = select(DeliveryRow).where(DeliveryRow.state.in_([st.value for st in states]))
-        if updated_before is not None:
-            stmt = stmt.where(DeliveryRow.updated_at < updated_before)
-        stmt = stmt.order_by(DeliveryRow.updated_at).limit(limit)
-        with self._tx() as s:
-            return [_delivery_record(r) for r in s.scalars(stmt).all()]
-
-    def set_delivery_state(self, job_id: str, destination: str, state: DeliveryState, *, reason: str) -> None:
-        """E.g. RETRYING after a transient failure, DEAD when retries ran out, PENDING on requeue."""
-        with self._tx() as s:
-            changed = _rowcount(
-                s.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.delivery_id == delivery_id_for(job_id, destination))
-                    .values(state=state.value, last_error=reason, updated_at=utcnow())
-                )
-            )
-            if changed != 1:
-                raise PermanentError(f"delivery of job {job_id} to {destination} was never started")
-
     def settle_deliveries(self, job_id: str) -> JobState | None:
         """Move the job to DELIVERED / FAILED / DEAD once every destination has an outcome.
 
@@ -659,11 +535,6 @@ class JobStore:
         with self._tx() as s:
             rows = s.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
             return {JobState(state): int(n) for state, n in rows}
-
-
-def _rowcount(result: Any) -> int:
-    """Rows matched by an UPDATE/INSERT (SQLAlchemy types ``execute`` as a plain Result)."""
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 # -- row → record ---------------------------------------------------------------------------------
@@ -720,24 +591,6 @@ def _event_record(row: JobEventRow) -> JobEvent:
         to_state=JobState(row.to_state),
         reason=row.reason,
         detail=row.detail or {},
-    )
-
-
-def _delivery_record(row: DeliveryRow) -> DeliveryRecord:
-    return DeliveryRecord(
-        delivery_id=row.delivery_id,
-        job_id=row.job_id,
-        destination=row.destination,
-        state=DeliveryState(row.state),
-        attempts=row.attempts,
-        last_error=row.last_error,
-        delivered_sop_instance_uids=tuple(row.delivered_sop_instance_uids),
-        failed=dict(row.failed),
-        warnings=dict(row.warnings),
-        confirmed=row.confirmed,
-        confirmation_detail=row.confirmation_detail,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 

@@ -129,8 +129,49 @@ class DeliveryRow(Base):
     confirmation_detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The retry window (queue.delivery_retry_window_s) counts from the first failure; a WAITING
+    # delivery is attempted again at next_attempt_at at the latest. Both cleared on delivery.
+    first_failed_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
 
-    __table_args__ = (UniqueConstraint("job_id", "destination", name="uq_deliveries_job_destination"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "destination", name="uq_deliveries_job_destination"),
+        Index("ix_deliveries_state", "state"),
+    )
+
+
+class DestinationStatusRow(Base):
+    """What the last health check of a destination saw (C-ECHO, QIDO-RS, ...), and since when."""
+
+    __tablename__ = "destination_status"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    up: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime]  # when ``up`` last changed
+    checked_at: Mapped[datetime]
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class WithdrawalRow(Base):
+    """A superseded job's results withdrawn (or to withdraw) at one destination."""
+
+    __tablename__ = "withdrawals"
+
+    withdrawal_id: Mapped[str] = mapped_column(JOB_ID, primary_key=True)
+    job_id: Mapped[str] = mapped_column(JOB_ID, ForeignKey("jobs.job_id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(128))
+    by_job_id: Mapped[str] = mapped_column(JOB_ID)  # the job whose results supersede these
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    method: Mapped[str] = mapped_column(String(32), default="")  # "rejection-note", "delete", ...
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sop_instance_uids: Mapped[list[Any]]  # what is withdrawn (delivered there earlier)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    first_failed_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("job_id", "destination", name="uq_withdrawals_job_destination"),)
 
 
 class ConfigAuditRow(Base):

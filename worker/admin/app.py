@@ -41,6 +41,7 @@ from worker.admin.broker import BrokerUnavailable, inspect_broker, ping_workers
 from worker.admin.metrics import StoreMetrics
 from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay_draft, validate_draft
 from worker.context import WorkerContext
+from worker.node.destinations import destination_overview
 from worker.node.requeue import RequeueRefused, cancel, requeue
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def create_app(
             "queues": queues(),
             "workers": workers(),
             "readiness": readiness(ctx, rules),
+            "destinations": destination_overview(ctx.store, settings),
             "rules": {k: v for k, v in rules_status.items() if k != "in_force"}
             | {"digest": (rules_status["in_force"] or {}).get("digest")},
             "node": node_status() if node_status is not None else {},
@@ -357,6 +359,8 @@ def create_app(
         )
         result = destination.health()
         logger.info("echo %s by %s: %s", name, who.role, "ok" if result.ok else "failed")
+        # what the destination monitor sees too: a destination back up resumes its waiting deliveries
+        ctx.store.record_destination_health(name, up=result.ok, detail=result.detail)
         return {
             "destination": name,
             "ok": result.ok,
@@ -364,6 +368,12 @@ def create_app(
             "status": result.status,
             "elapsed_s": round(result.elapsed_s, 4),
         }
+
+    @api.get("/destinations/status", tags=["destinations"], dependencies=[viewer])
+    def destinations_status() -> list[dict[str, Any]]:
+        """Each destination's state: up/down and since when (the serve process's health checks),
+        deliveries waiting for it, and when the oldest one's retry window ends."""
+        return destination_overview(ctx.store, settings)
 
     @api.get("/destinations", tags=["destinations"], dependencies=[viewer])
     def destinations() -> dict[str, Any]:

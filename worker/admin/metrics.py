@@ -24,7 +24,8 @@ encoded event. ``destination`` is empty except for ``delivered``.
 Failures: ``ctnode_job_failures_total{category, state, rule, pipeline}`` where ``category`` is
 the error class named in the reason (a bounded set: the node's error classes and Celery's worker
 loss / time limit), else ``other``: never free text. Gauges on each scrape: jobs per state,
-messages waiting per queue, whether the broker could be read.
+messages waiting per queue, whether the broker could be read, each destination's last health
+check (``ctnode_destination_up``) and the deliveries waiting for it (``ctnode_deliveries_waiting``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from prometheus_client.registry import Collector
 from dicom_node import errors as node_errors
 from dicom_node.constants import QUEUES
 from dicom_node.contracts import JobState
-from dicom_node.jobs import JobEvent, JobRecord, JobStore
+from dicom_node.jobs import DeliveryState, JobEvent, JobRecord, JobStore
 from worker.admin.broker import BrokerUnavailable, inspect_broker
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,26 @@ class _LiveGauges(Collector):
                 depth.add_metric([queue], n)
         yield depth
         yield up
+        # What the serve process's destination monitor last saw, and what waits for each destination.
+        dest_up = GaugeMetricFamily(
+            "ctnode_destination_up",
+            "1 when the last health check of a destination passed",
+            labels=["destination"],
+        )
+        for name, status in sorted(self.store.destination_statuses().items()):
+            dest_up.add_metric([name], 1 if status.up else 0)
+        yield dest_up
+        waiting = GaugeMetricFamily(
+            "ctnode_deliveries_waiting",
+            "Deliveries waiting for their destination (quick retries used up, retry window open)",
+            labels=["destination"],
+        )
+        per_destination: dict[str, int] = {}
+        for delivery in self.store.deliveries_in_state((DeliveryState.WAITING,), limit=100_000):
+            per_destination[delivery.destination] = per_destination.get(delivery.destination, 0) + 1
+        for name, n in sorted(per_destination.items()):
+            waiting.add_metric([name], n)
+        yield waiting
 
 
 class StoreMetrics:

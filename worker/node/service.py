@@ -1,8 +1,10 @@
 """The node process (``ctnode serve``): receive, decide completion, hand studies to routing.
 
 One process holds the DICOM SCP, the study tracker, the HTTP side (STOW-RS ingest, admin API,
-dashboard, metrics) and a maintenance loop (sweeper for abandoned jobs, broker pruning,
-retention). It never loads the model: stable studies go to the ``routing`` queue by task name.
+dashboard, metrics), a maintenance loop (sweeper for abandoned jobs, broker pruning,
+retention) and the destination monitor (health checks; deliveries waiting for a destination
+resumed when it answers: ``worker.node.destinations``). It never loads the model: stable studies
+go to the ``routing`` queue by task name.
 ``with_worker`` also supervises one ``ctnode worker`` child process: the embedded single-machine
 setup (SQLite broker, no other service), used by ``ctnode demo``.
 """
@@ -35,6 +37,7 @@ from dicom_node.routing.match import quiet_period_override
 from dicom_node.settings import Settings
 from worker.admin.app import create_app
 from worker.context import WorkerContext
+from worker.node.destinations import DestinationMonitor
 from worker.node.retention import prune
 from worker.node.sweeper import sweep
 from worker.tasks.app import make_celery, prune_sqlite_broker
@@ -83,6 +86,8 @@ class NodeService:
         self.worker_process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
+        self.monitor = DestinationMonitor(self.ctx, self.celery)
+        self._monitor_thread: threading.Thread | None = None
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -167,6 +172,10 @@ class NodeService:
             self.worker_process = self._spawn_worker()
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
         self._maintenance.start()
+        self._monitor_thread = threading.Thread(
+            target=self._watch_destinations, name="destinations", daemon=True
+        )
+        self._monitor_thread.start()
         logger.info(
             "node serving: DICOM %s on port %s, HTTP on port %s",
             self.settings.dicom.ae_title,
@@ -200,6 +209,12 @@ class NodeService:
             if self.settings.broker_url.startswith("sqla+sqlite"):
                 self._guarded("broker prune", lambda: prune_sqlite_broker(self.settings.broker_url))
 
+    def _watch_destinations(self) -> None:
+        """Every queue.destination_probe_interval_s: health checks, resume what waits (own thread:
+        a destination that times out must not hold up the sweeper)."""
+        while not self._stop.wait(self.settings.queue.destination_probe_interval_s):
+            self._guarded("destination monitor", self.monitor.run)
+
     @staticmethod
     def _guarded(name: str, step: Callable[[], object]) -> None:
         try:
@@ -224,6 +239,9 @@ class NodeService:
                 self.worker_process.wait(10)
         if self._worker_log_file is not None:
             self._worker_log_file.close()
+        for thread in (self._maintenance, self._monitor_thread):
+            if thread is not None:
+                thread.join(10)  # a pass under way ends before the job store closes
         self.ctx.close()
 
     def __enter__(self) -> NodeService:

@@ -15,7 +15,11 @@ the broker, and fixes three kinds of stuck work, each audited in the job's trail
    broker's waiting (or unacknowledged) messages gets its message re-sent. If the broker cannot
    be read, nothing is re-sent (a long queue is not a lost message).
 3. **Deliveries stuck SENDING (or PENDING after a requeue) with no message**: re-sent the same way;
-   marked DEAD (and the job settled) after ``queue.max_retries`` attempts.
+   marked DEAD (and the job settled) once the delivery retry window
+   (``queue.delivery_retry_window_s``, from its first failure or creation) is over. A delivery
+   RETRYING for far longer than any backoff whose message is gone (the SQLite broker loses the
+   retry message of a worker killed -9) is put WAITING: the destination monitor
+   (``worker.node.destinations``) resumes it.
 
 Duplicates are harmless by design: ``JobStore.claim`` lets exactly one run of a job start, and a
 delivery skips objects already accepted (``JobStore.delivered_uids``). (Pruning the embedded
@@ -125,6 +129,11 @@ def sweep(
     stuck = store.deliveries_in_state(
         (DeliveryState.SENDING, DeliveryState.PENDING), updated_before=delivery_cutoff, limit=_SCAN_LIMIT
     )
+    retry_cutoff = delivery_cutoff - timedelta(seconds=settings.queue.retry_backoff_max_s)
+    stuck += store.deliveries_in_state(
+        (DeliveryState.RETRYING,), updated_before=retry_cutoff, limit=_SCAN_LIMIT
+    )
+    window_s = settings.queue.delivery_retry_window_s
     pending: set[str] | None = None
     if queued or stuck:
         try:
@@ -156,11 +165,27 @@ def sweep(
                 job = store.get_job(delivery.job_id)
                 if job is None or job.state != JobState.DELIVERING:
                     continue  # settled meanwhile, or requeued for inference
-                if delivery.attempts > max_attempts:
-                    why = f"sweeper: delivery stuck {delivery.state.value} after {delivery.attempts} attempts"
+                failing_since = delivery.first_failed_at or delivery.created_at
+                failing_s = (now - failing_since).total_seconds()
+                over = failing_s >= window_s if window_s else delivery.attempts > max_attempts
+                if over:
+                    why = (
+                        f"sweeper: delivery stuck {delivery.state.value} after {delivery.attempts} attempts, "
+                        f"failing for {failing_s:.0f} s (retry window {window_s:g} s)"
+                    )
                     store.set_delivery_state(*key, DeliveryState.DEAD, reason=why)
                     store.settle_deliveries(delivery.job_id)
                     report.dead_deliveries.append(key)
+                    continue
+                if delivery.state == DeliveryState.RETRYING:
+                    # its retry message is gone: the destination monitor resumes it from here
+                    store.set_delivery_state(
+                        *key,
+                        DeliveryState.WAITING,
+                        reason="sweeper: retry message lost; waiting for the destination monitor",
+                        next_attempt_at=now,
+                    )
+                    report.resent_deliveries.append(key)
                     continue
                 send_delivery_task(celery_app, *key)
                 # PENDING with a fresh updated_at: waiting for the re-sent message, and not

@@ -24,6 +24,12 @@ A transient error is retried with capped exponential backoff and jitter
 (:mod:`dicom_node.backoff`) until ``max_retries``; then it is dead-lettered (state DEAD in the job
 store, ``ctnode jobs dead``, requeued by ``ctnode jobs retry``: the job store is the dead-letter
 queue, on every broker). A permanent one fails at once (FAILED, with the reason, requeueable).
+
+Deliveries have a retry *window* (:meth:`RetryPolicy.for_deliveries`): a destination that is down
+for a restart or maintenance must not turn finished results into dead letters in a minute. When
+the quick retries are used up the delivery WAITS (durably, in the job store, nothing on the
+broker) until the serve process sees the destination answer again (``worker.node.destinations``);
+it is DEAD only once ``queue.delivery_retry_window_s`` has passed since its first failure.
 """
 
 from __future__ import annotations
@@ -79,7 +85,8 @@ def describe_error(exc: BaseException) -> str:
 class RetryAction(StrEnum):
     RETRY = "retry"  # transient, retries left: try again after delay_s
     FAIL = "fail"  # permanent: job FAILED with the reason (an operator may requeue)
-    DEAD = "dead"  # transient but retries exhausted: dead-lettered (job DEAD)
+    DEAD = "dead"  # transient but retries exhausted (or the retry window over): dead-lettered
+    WAIT = "wait"  # transient, quick retries used up, retry window open: wait for the peer
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,9 @@ class RetryPolicy:
     base_s: float = 2.0
     max_s: float = 300.0
     mode: JitterMode = "full"
+    # Deliveries: after the quick retries, WAIT until this long after the first failure (None or
+    # 0: no window, DEAD after the quick retries).
+    window_s: float | None = None
 
     @classmethod
     def from_settings(cls, queue: QueueSettings) -> RetryPolicy:
@@ -104,14 +114,50 @@ class RetryPolicy:
             max_s=queue.retry_backoff_max_s,
         )
 
+    @classmethod
+    def for_deliveries(cls, queue: QueueSettings) -> RetryPolicy:
+        """The quick retries of :meth:`from_settings`, then the retry window of deliveries."""
+        return cls(
+            max_retries=queue.max_retries,
+            base_s=queue.retry_backoff_base_s,
+            max_s=queue.retry_backoff_max_s,
+            window_s=queue.delivery_retry_window_s or None,
+        )
+
     def plan(
-        self, exc: BaseException, attempt: int, *, jitter: random.Random, previous_s: float | None = None
+        self,
+        exc: BaseException,
+        attempt: int,
+        *,
+        jitter: random.Random,
+        previous_s: float | None = None,
+        failing_for_s: float | None = None,
     ) -> RetryPlan:
-        """What to do after ``exc`` when ``attempt`` retries have already been made."""
+        """What to do after ``exc`` when ``attempt`` retries have already been made.
+
+        ``failing_for_s``: how long the work has been failing (since its first failure), for a
+        policy with a retry window.
+        """
         what = describe_error(exc)
         if classify_error(exc) is ErrorClass.PERMANENT:
             return RetryPlan(RetryAction.FAIL, 0.0, what)
-        if attempt >= self.max_retries:
+        if self.window_s:
+            failing_s = failing_for_s or 0.0
+            if failing_s >= self.window_s:
+                return RetryPlan(
+                    RetryAction.DEAD,
+                    0.0,
+                    f"{what} (gave up: failing for {failing_s:.0f} s, retry window {self.window_s:g} s)",
+                )
+            if attempt >= self.max_retries:
+                left_s = self.window_s - failing_s
+                return RetryPlan(
+                    RetryAction.WAIT,
+                    0.0,
+                    f"{what} (quick retries used up: waiting for the destination to answer, "
+                    f"retry window ends in {left_s:.0f} s)",
+                )
+        elif attempt >= self.max_retries:
             return RetryPlan(RetryAction.DEAD, 0.0, f"{what} (gave up after {attempt} retries)")
         delay = backoff_delay_s(
             attempt + 1,

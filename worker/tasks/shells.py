@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
@@ -43,21 +44,38 @@ class FailureRecord(Protocol):
 
     def failed(self, reason: str) -> dict[str, Any]: ...
 
+    def waiting(self, reason: str) -> dict[str, Any]:
+        """Quick retries used up, the retry window open (policies with a window only)."""
+        ...
+
 
 def settle_failure(
-    task: Task, ctx: WorkerContext, exc: BaseException, record: FailureRecord, *, log_extra: dict[str, str]
+    task: Task,
+    ctx: WorkerContext,
+    exc: BaseException,
+    record: FailureRecord,
+    *,
+    log_extra: dict[str, str],
+    policy: RetryPolicy | None = None,
+    failing_for_s: float | None = None,
 ) -> dict[str, Any]:
-    """The one ladder: retry (raises Celery's Retry), dead-letter, or fail — decided by outcomes."""
+    """The one ladder: retry (raises Celery's Retry), wait, dead-letter, or fail — decided by outcomes.
+
+    ``policy`` defaults to the quick retries of ``queue``; deliveries pass
+    :meth:`RetryPolicy.for_deliveries` and how long they have been failing.
+    """
     reason = describe_error(exc)
     if "SoftTimeLimitExceeded" in {cls.__name__ for cls in type(exc).__mro__}:
         reason = f"time limit: still running after {ctx.settings.queue.task_soft_time_limit_s} s"
-    plan = RetryPolicy.from_settings(ctx.settings.queue).plan(
-        exc, task.request.retries, jitter=random.Random()
-    )
+    policy = policy or RetryPolicy.from_settings(ctx.settings.queue)
+    plan = policy.plan(exc, task.request.retries, jitter=random.Random(), failing_for_s=failing_for_s)
     if plan.action is RetryAction.RETRY:
         logger.warning("retry in %.0f s: %s", plan.delay_s, reason, extra=log_extra)
         record.retrying(f"retry in {plan.delay_s:.0f} s: {reason}")
         _retry(task, exc, plan.delay_s)
+    if plan.action is RetryAction.WAIT:
+        logger.warning("waiting: %s", plan.reason, extra=log_extra)
+        return record.waiting(plan.reason)
     if plan.action is RetryAction.DEAD:
         logger.error("gave up: %s", plan.reason, extra=log_extra)
         return record.dead(plan.reason)
@@ -86,6 +104,9 @@ class _StudyRecord:
     def dead(self, reason: str) -> dict[str, Any]:
         self.ctx.store.record_study(self.stable, state="routing-dead")
         return {"state": "dead", "reason": reason}
+
+    def waiting(self, reason: str) -> dict[str, Any]:
+        return self.dead(reason)  # routing has no retry window
 
     def failed(self, reason: str) -> dict[str, Any]:
         # A study nobody can route (no readable instance, a bad rules file at first load...):
@@ -127,6 +148,9 @@ class _JobRecord:
     def dead(self, reason: str) -> dict[str, Any]:
         self.ctx.store.transition(self.job_id, JobState.DEAD, reason=reason)
         return {"state": "dead", "reason": reason}
+
+    def waiting(self, reason: str) -> dict[str, Any]:
+        return self.dead(reason)  # computing has no retry window
 
     def failed(self, reason: str) -> dict[str, Any]:
         if self._running():
@@ -178,6 +202,35 @@ class _DeliveryRecord:
     def failed(self, reason: str) -> dict[str, Any]:
         return self._give_up(DeliveryState.FAILED, reason)
 
+    def waiting(self, reason: str) -> dict[str, Any]:
+        store = self.ctx.store
+        if store.get_delivery(self.job_id, self.destination) is None:
+            store.start_delivery(self.job_id, self.destination)
+        next_attempt_at = datetime.now(UTC) + timedelta(
+            seconds=self.ctx.settings.queue.waiting_retry_interval_s
+        )
+        store.set_delivery_state(
+            self.job_id,
+            self.destination,
+            DeliveryState.WAITING,
+            reason=reason,
+            next_attempt_at=next_attempt_at,
+        )
+        store.note(
+            self.job_id,
+            f"delivery to {self.destination} waiting for the destination: {reason}",
+            detail={"destination": self.destination, "next_attempt_at": next_attempt_at.isoformat()},
+        )
+        return {"state": DeliveryState.WAITING.value, "next_attempt_at": next_attempt_at.isoformat()}
+
+
+def failing_for_s(ctx: WorkerContext, job_id: str, destination: str) -> float | None:
+    """How long the delivery has been failing (since its first failure), or None if it has not."""
+    delivery = ctx.store.get_delivery(job_id, destination)
+    if delivery is None or delivery.first_failed_at is None:
+        return None
+    return (datetime.now(UTC) - delivery.first_failed_at).total_seconds()
+
 
 def deliver_task(task: Task, ctx: WorkerContext, job_id: str, destination: str) -> dict[str, Any]:
     try:
@@ -189,6 +242,8 @@ def deliver_task(task: Task, ctx: WorkerContext, job_id: str, destination: str) 
             exc,
             _DeliveryRecord(ctx, job_id, destination),
             log_extra={"job_id": job_id, "stage": "delivery", "destination": destination},
+            policy=RetryPolicy.for_deliveries(ctx.settings.queue),
+            failing_for_s=failing_for_s(ctx, job_id, destination),
         )
     return {"state": record.state.value if record else "dropped"}
 

@@ -127,6 +127,46 @@ def test_stuck_delivery_is_resent_then_dead(ctx: WorkerContext) -> None:
     fetch_all_messages(ctx)  # a delivery worker fetched the message...
     for _ in range(3):
         store.start_delivery(job.job_id, "pacs")  # ...and each attempt died again
+    # more attempts than max_retries, but the retry window (12 h by default) is still open
     report = sweep(ctx, app, now=LATER + timedelta(hours=1))
+    assert report.resent_deliveries == [(job.job_id, "pacs")] and report.dead_deliveries == []
+    fetch_all_messages(ctx)
+    store.start_delivery(job.job_id, "pacs")
+    report = sweep(ctx, app, now=datetime.now(UTC) + timedelta(hours=13))
     assert report.dead_deliveries == [(job.job_id, "pacs")]
     assert store.require_job(job.job_id).state == JobState.DEAD
+    assert "retry window" in store.require_delivery(job.job_id, "pacs").last_error
+
+
+def test_without_a_window_a_stuck_delivery_dies_after_max_retries(ctx: WorkerContext) -> None:
+    queue = ctx.settings.queue.model_copy(update={"delivery_retry_window_s": 0.0})
+    ctx.settings = ctx.settings.model_copy(update={"queue": queue})
+    app = make_celery(ctx.settings, include=[])
+    job = make_job(destinations=("pacs",))
+    store = ctx.store
+    store.create_job(job)
+    store.claim(job.job_id, worker_identity())
+    store.record_result(job.job_id, make_bundle(job))
+    store.transition(job.job_id, JobState.DELIVERING, reason="deliver")
+    for _ in range(3):
+        store.start_delivery(job.job_id, "pacs")
+    report = sweep(ctx, app, now=LATER)
+    assert report.dead_deliveries == [(job.job_id, "pacs")]
+
+
+def test_a_retrying_delivery_whose_message_is_lost_waits_for_the_monitor(ctx: WorkerContext) -> None:
+    app = make_celery(ctx.settings, include=[])
+    job = make_job(destinations=("pacs",))
+    store = ctx.store
+    store.create_job(job)
+    store.claim(job.job_id, worker_identity())
+    store.record_result(job.job_id, make_bundle(job))
+    store.transition(job.job_id, JobState.DELIVERING, reason="deliver")
+    store.start_delivery(job.job_id, "pacs")
+    store.set_delivery_state(job.job_id, "pacs", DeliveryState.RETRYING, reason="retry in 300 s: PACS down")
+    report = sweep(ctx, app, now=LATER)
+    assert report.resent_deliveries == [(job.job_id, "pacs")]
+    delivery = store.require_delivery(job.job_id, "pacs")
+    assert delivery.state == DeliveryState.WAITING and delivery.next_attempt_at is not None
+    assert delivery.first_failed_at is not None  # the window counts from the first failure
+    assert broker_messages(ctx.settings) == []  # the monitor resumes it, not the sweeper

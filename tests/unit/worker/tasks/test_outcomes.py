@@ -43,6 +43,29 @@ def test_plan_fails_permanent_errors_at_once() -> None:
     assert "0x0122" in plan.reason
 
 
+def test_deliveries_wait_after_their_quick_retries_until_the_window_is_over() -> None:
+    policy = RetryPolicy(max_retries=2, base_s=0.1, max_s=1.0, mode="none", window_s=3600.0)
+    down = TransientError("C-STORE to PACS@pacs:104: connection refused")
+    rng = random.Random(0)
+    assert policy.plan(down, 0, jitter=rng, failing_for_s=1.0).action is RetryAction.RETRY
+    assert policy.plan(down, 1, jitter=rng, failing_for_s=3.0).action is RetryAction.RETRY
+    waiting = policy.plan(down, 2, jitter=rng, failing_for_s=5.0)
+    assert waiting.action is RetryAction.WAIT
+    assert "waiting for the destination" in waiting.reason and "ends in 3595 s" in waiting.reason
+    over = policy.plan(down, 0, jitter=rng, failing_for_s=3600.0)
+    assert over.action is RetryAction.DEAD and "retry window 3600 s" in over.reason
+    # a permanent refusal still fails at once
+    assert policy.plan(PermanentError("0xA900"), 0, jitter=rng).action is RetryAction.FAIL
+
+
+def test_policy_for_deliveries_from_settings() -> None:
+    queue = QueueSettings(max_retries=3, delivery_retry_window_s=7200.0)
+    assert RetryPolicy.for_deliveries(queue).window_s == 7200.0
+    assert RetryPolicy.from_settings(queue).window_s is None  # jobs and studies: no window
+    assert RetryPolicy.for_deliveries(QueueSettings(delivery_retry_window_s=0)).window_s is None
+    assert QueueSettings().delivery_retry_window_s >= 3600.0  # hours by default, not seconds
+
+
 def test_policy_from_settings() -> None:
     queue = QueueSettings(max_retries=4, retry_backoff_base_s=0.5, retry_backoff_max_s=10.0)
     policy = RetryPolicy.from_settings(queue)
@@ -126,6 +149,10 @@ class _Marks:
         self.marks.append(("failed", reason))
         return {"state": "failed"}
 
+    def waiting(self, reason: str) -> dict[str, str]:
+        self.marks.append(("waiting", reason))
+        return {"state": "waiting"}
+
 
 def _ctx(tmp_path: Path, **queue: object) -> WorkerContext:
     rules = tmp_path / "routing.yaml"
@@ -151,5 +178,33 @@ def test_one_ladder_retries_then_dead_letters_then_fails(tmp_path: Path) -> None
         assert failed == {"state": "failed"} and marks.marks[-1] == ("failed", "ValueError: bad header")
         timed_out = settle_failure(_FakeTask(retries=0), ctx, SoftTimeLimitExceeded(), marks, log_extra={})  # type: ignore[arg-type]
         assert timed_out == {"state": "failed"} and "time limit: still running after" in marks.marks[-1][1]
+    finally:
+        ctx.close()
+
+
+def test_the_ladder_waits_with_a_delivery_policy(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, max_retries=1)
+    try:
+        marks = _Marks()
+        policy = RetryPolicy.for_deliveries(ctx.settings.queue)
+        waited = settle_failure(
+            _FakeTask(retries=1),
+            ctx,
+            TransientError("peer down"),
+            marks,
+            log_extra={},
+            policy=policy,  # type: ignore[arg-type]
+        )
+        assert waited == {"state": "waiting"} and marks.marks[-1][0] == "waiting"
+        dead = settle_failure(
+            _FakeTask(retries=1),  # type: ignore[arg-type]
+            ctx,
+            TransientError("peer down"),
+            marks,  # type: ignore[arg-type]
+            log_extra={},
+            policy=policy,
+            failing_for_s=ctx.settings.queue.delivery_retry_window_s + 1,
+        )
+        assert dead == {"state": "dead"} and "retry window" in marks.marks[-1][1]
     finally:
         ctx.close()
