@@ -1,4 +1,4 @@
-# The GPU worker image: `ctnode worker --queues inference-stat,inference` with the model
+# The GPU worker image: `ctnode worker --queues inference-stat,inference,inference-shadow` with the model
 # (`.[model]`: torch, MONAI). torch comes first from the CUDA wheel index (TORCH_INDEX_URL):
 # pyproject pins torch==2.13.0, which the CUDA build (2.13.0+cuXXX) satisfies, so pip keeps it
 # instead of fetching the CPU build. Run with the NVIDIA container runtime (docker-compose.yml).
@@ -26,4 +26,4 @@ COPY configs/routing.yaml /etc/ct-ai-node/routing.yaml
 USER ctnode
 # Celery's warm shutdown on SIGTERM lets the running job finish (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
-CMD ["ctnode", "worker", "--queues", "inference-stat,inference", "--concurrency", "1"]
+CMD ["ctnode", "worker", "--queues", "inference-stat,inference,inference-shadow", "--concurrency", "1"]

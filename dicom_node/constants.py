@@ -109,5 +109,17 @@ TASK_DELIVER = "worker.tasks.deliver"
 QUEUE_ROUTING = "routing"
 QUEUE_INFERENCE = "inference"
 QUEUE_INFERENCE_STAT = "inference-stat"
+# Shadow jobs (run and stored, delivered nowhere): their own lane, so they never hold back real
+# work. A worker that also takes the real inference lanes runs a shadow job only when no real job
+# waits (worker.tasks.shells); a separate worker on this queue alone runs them at once.
+QUEUE_INFERENCE_SHADOW = "inference-shadow"
 QUEUE_DELIVERY = "delivery"
-QUEUES: tuple[str, ...] = (QUEUE_ROUTING, QUEUE_INFERENCE, QUEUE_INFERENCE_STAT, QUEUE_DELIVERY)
+QUEUES: tuple[str, ...] = (
+    QUEUE_ROUTING,
+    QUEUE_INFERENCE,
+    QUEUE_INFERENCE_STAT,
+    QUEUE_INFERENCE_SHADOW,
+    QUEUE_DELIVERY,
+)
+# The lanes of real (delivered) inference work.
+REAL_INFERENCE_QUEUES: frozenset[str] = frozenset({QUEUE_INFERENCE, QUEUE_INFERENCE_STAT})

@@ -411,6 +411,26 @@ class JobStore(DeliveryStore):
         with self._tx() as s:
             return [_job_record(r) for r in s.scalars(stmt).all()]
 
+    def real_work_waiting(self) -> int:
+        """Real (not shadow) work a worker could take now: jobs QUEUED or ENCODED (their
+        deliveries about to be queued) and deliveries PENDING or SENDING. Deliveries waiting on a
+        destination that is down do not count. For the shadow lane: shadow jobs step aside while
+        this is not zero."""
+        jobs = (
+            select(func.count())
+            .select_from(JobRow)
+            .where(
+                JobRow.shadow.is_(False), JobRow.state.in_([JobState.QUEUED.value, JobState.ENCODED.value])
+            )
+        )
+        deliveries = (
+            select(func.count())
+            .select_from(DeliveryRow)
+            .where(DeliveryRow.state.in_([DeliveryState.PENDING.value, DeliveryState.SENDING.value]))
+        )
+        with self._tx() as s:
+            return int(s.scalar(jobs) or 0) + int(s.scalar(deliveries) or 0)
+
     def dead_letters(self, *, limit: int = 100) -> list[JobRecord]:
         """Jobs whose retries ran out (state DEAD): the dead-letter list, kept here, not in a broker."""
         return self.list_jobs(state=JobState.DEAD, limit=limit)

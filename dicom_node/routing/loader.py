@@ -129,7 +129,11 @@ def parse_rules_text(
         if node is not None:
             lines[rule.name] = node.start_mark.line + 1
     ruleset = RuleSet(
-        rules=tuple(document.rules), source_name=source_name, lines=lines, version=document.version
+        rules=tuple(document.rules),
+        source_name=source_name,
+        lines=lines,
+        version=document.version,
+        input=document.input,
     )
     logger.info(
         "routing rules loaded",

@@ -233,6 +233,16 @@ def select_series(passing: Sequence[SeriesManifest], how: Selection) -> tuple[li
 def evaluate(manifest: StudyManifest, rules: RuleSet) -> RoutingDecision:
     """Try every rule on the study, in order; ``stop: true`` on a fired rule ends the search."""
     inputs = [s for s in manifest.series if is_input_series(s)]
+    below_input: list[str] = []
+    if rules.input is not None:
+        kept = []
+        for series in inputs:
+            checks = series_checks(series, rules.input)
+            if all(ok for ok, _ in checks):
+                kept.append(series)
+            else:
+                below_input.append(f"{series_label(series)}: {checks[-1][1]} (input conditions)")
+        inputs = kept
     matches: list[RouteMatch] = []
     misses: list[RuleMiss] = []
     stopped_by: str | None = None
@@ -253,7 +263,7 @@ def evaluate(manifest: StudyManifest, rules: RuleSet) -> RoutingDecision:
             miss(ae_results[-1][1])
             continue
         if not inputs:
-            miss(_no_input_reason(manifest))
+            miss(_no_input_reason(manifest, len(below_input)), *below_input)
             continue
         passing: list[SeriesManifest] = []
         why: dict[str, list[str]] = {}
@@ -293,13 +303,16 @@ def evaluate(manifest: StudyManifest, rules: RuleSet) -> RoutingDecision:
     return RoutingDecision(matches=tuple(matches), misses=tuple(misses), ruleset_digest=rules.digest)
 
 
-def _no_input_reason(manifest: StudyManifest) -> str:
+def _no_input_reason(manifest: StudyManifest, below_input: int = 0) -> str:
     results = sum(1 for s in manifest.series if s.is_node_result)
     non_image = sum(1 for s in manifest.series if not s.is_node_result and not is_image_series(s))
-    return (
+    text = (
         f"no input series: {len(manifest.series)} series, of them {results} node results and "
         f"{non_image} not images"
     )
+    if below_input:
+        text += f"; {below_input} below the rules' input conditions"
+    return text
 
 
 def quiet_period_override(rules: RuleSet, *, calling_ae_title: str, called_ae_title: str) -> float | None:

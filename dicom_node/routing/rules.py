@@ -37,7 +37,9 @@ Conditions, and how strings are compared (the choice the brief leaves open):
   names are refused: rules must not route on patient identity.
 
 AE conditions concern the study (the association that brought it); every other condition concerns
-one series. A rule fires when the AE conditions hold and at least one *input* series (an image
+one series. A top-level ``input:`` holds series conditions that EVERY rule applies first, shadow
+rules included (what counts as input at all: a minimum image count, scouts left out), so a rule
+cannot forget them. A rule fires when the AE conditions hold and at least one *input* series (an image
 series that is not a node result) passes all series conditions; ``select`` then picks among those:
 ``thinnest`` (smallest slice thickness, ties → most images), ``largest`` (most images, ties →
 thinnest), ``first`` (lowest SeriesNumber) or ``all``.
@@ -377,7 +379,19 @@ class RulesDocument(_Model):
     )
 
     version: Literal[1] = Field(default=1, description="Rules file format version.")
+    input: Conditions | None = Field(
+        default=None,
+        description="What counts as input for EVERY rule, shadow or not: series conditions applied before "
+        "each rule's own (e.g. a minimum image count, scouts left out). No AE conditions here.",
+    )
     rules: list[Rule] = Field(default_factory=list, description="Tried in order.")
+
+    @field_validator("input")
+    @classmethod
+    def _input_is_about_series(cls, value: Conditions | None) -> Conditions | None:
+        if value is not None and (value.calling_ae is not None or value.called_ae is not None):
+            raise ValueError("input conditions concern series: put calling_ae / called_ae on the rules")
+        return value
 
 
 @dataclass(frozen=True)
@@ -394,10 +408,17 @@ class RuleSet:
     # rule name -> 1-based line of the rule in the source (not part of the digest)
     lines: Mapping[str, int] = field(default_factory=dict)
     version: int = RULES_FORMAT_VERSION
+    # series conditions every rule applies first (``input:`` in the file), or None
+    input: Conditions | None = None
 
     @cached_property
     def digest(self) -> str:
-        canonical = {"version": self.version, "rules": [r.model_dump(mode="json") for r in self.rules]}
+        canonical: dict[str, Any] = {
+            "version": self.version,
+            "rules": [r.model_dump(mode="json") for r in self.rules],
+        }
+        if self.input is not None:  # absent: the digest of files written before ``input:`` existed
+            canonical["input"] = self.input.model_dump(mode="json")
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -15,7 +15,9 @@ from worker.cli.common import config_option, settings_or_exit
     "-Q",
     default=",".join(QUEUES),
     show_default=True,
-    help="Comma-separated queues: a GPU machine takes inference-stat,inference; a CPU one routing,delivery.",
+    help="Comma-separated queues: a GPU machine takes inference-stat,inference(,inference-shadow); a CPU "
+    "one routing,delivery. Shadow jobs run on inference-shadow: a worker that also takes inference runs "
+    "them only when no real job waits; a worker on inference-shadow alone runs them at once.",
 )
 @click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="Pool processes.")
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -34,7 +36,7 @@ def worker(
     if unknown:
         raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
     app = make_celery(settings)
-    runtime = WorkerRuntime(settings)
+    runtime = WorkerRuntime(settings, queues=[q for q in queues.split(",") if q])
     register(app, runtime)
     recovered = recover_orphans(app, runtime.context())
     if recovered:

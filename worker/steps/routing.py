@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dicom_node.contracts import Job, JobState, LateSeriesPolicy, StudyManifest, StudySource, StudyStable
+from dicom_node.contracts import (
+    Job,
+    JobState,
+    LateSeriesPolicy,
+    Priority,
+    StudyManifest,
+    StudySource,
+    StudyStable,
+)
 from dicom_node.errors import PermanentError
 from dicom_node.ingest.orthanc_source import OrthancSource, credentials_from_env
 from dicom_node.jobs.states import ACTIVE
@@ -109,6 +117,8 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
             to_enqueue.append(record.job)
         else:
             existing.append(record.job)
+    # Real work first, STAT before routine; shadow jobs last (they also have their own lane).
+    to_enqueue.sort(key=lambda j: (j.shadow, j.priority != Priority.STAT))
     store.record_study(stable, state="routed" if jobs else "no-rule")
     logger.info(
         "study routed: %d rule(s) fired, %d job(s) queued, %d known, %d skipped (rules %s)",

@@ -5,7 +5,8 @@
 Queues and routes (by task *name*, so producers never import the tasks)::
 
     worker.tasks.route_study   → routing
-    worker.tasks.run_pipeline  → inference        (job priority "stat" → inference-stat)
+    worker.tasks.run_pipeline  → inference        (job priority "stat" → inference-stat,
+                                                   a shadow job → inference-shadow)
     worker.tasks.deliver       → delivery
 
 Reliability: JSON only; ``task_acks_late`` + ``task_reject_on_worker_lost`` (a task whose worker
@@ -46,10 +47,12 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from dicom_node.constants import (
     QUEUE_DELIVERY,
     QUEUE_INFERENCE,
+    QUEUE_INFERENCE_SHADOW,
     QUEUE_INFERENCE_STAT,
     QUEUE_ROUTING,
     QUEUES,
@@ -68,9 +71,10 @@ def queue_for(
 ) -> str | None:
     """The queue a task goes to, from its name (and, for run_pipeline, the job's priority).
 
-    ``run_pipeline(job)`` takes ``Job.model_dump(mode="json")``: a job with priority "stat" goes to
-    the STAT lane, so a warm GPU worker on ``inference-stat`` takes it before routine work.
-    Unknown names return None (Celery's default queue, set to ``routing``).
+    ``run_pipeline(job)`` takes ``Job.model_dump(mode="json")``: a shadow job goes to the shadow
+    lane (it is delivered nowhere: it must never hold back real work), else a job with priority
+    "stat" to the STAT lane, so a warm GPU worker on ``inference-stat`` takes it before routine
+    work. Unknown names return None (Celery's default queue, set to ``routing``).
     """
     if task_name == TASK_ROUTE_STUDY:
         return QUEUE_ROUTING
@@ -78,6 +82,8 @@ def queue_for(
         return QUEUE_DELIVERY
     if task_name == TASK_RUN_PIPELINE:
         job = (args[0] if args else None) or (kwargs or {}).get("job")
+        if isinstance(job, Mapping) and job.get("shadow"):
+            return QUEUE_INFERENCE_SHADOW
         if isinstance(job, Mapping) and job.get("priority") == "stat":
             return QUEUE_INFERENCE_STAT
         return QUEUE_INFERENCE
@@ -115,6 +121,16 @@ class _SQLiteBrokerChannel(kombu_sqlalchemy.Channel):
                 cursor.close()
 
         return engine
+
+    def _get_or_create(self, queue: str) -> Any:
+        # kombu's mutex guards one process only: a producer (the serve process) and a worker
+        # declaring the same queue at the same moment both INSERT it, and the loser's
+        # IntegrityError ended the worker ("Unrecoverable error"). The row exists now: read it.
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
 
 class SQLiteBrokerTransport(kombu_sqlalchemy.Transport):

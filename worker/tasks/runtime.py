@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 
+from dicom_node.constants import QUEUES, REAL_INFERENCE_QUEUES
 from dicom_node.settings import Settings
 from worker.context import WorkerContext
 
 
 class WorkerRuntime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, queues: Collection[str] = QUEUES) -> None:
         self.settings = settings
+        # The queues this worker consumes: one that also takes a real inference lane defers shadow
+        # jobs while real work waits; a worker on the shadow lane alone runs them at once.
+        self.queues = frozenset(queues)
         self._contexts: dict[int, WorkerContext] = {}
         self._lock = threading.Lock()
 
@@ -30,6 +35,10 @@ class WorkerRuntime:
                 ctx = WorkerContext.open(self.settings)
                 self._contexts[pid] = ctx
             return ctx
+
+    @property
+    def takes_real_inference(self) -> bool:
+        return bool(self.queues & REAL_INFERENCE_QUEUES)
 
     def close(self) -> None:
         with self._lock:

@@ -158,8 +158,29 @@ class _JobRecord:
         return {"state": "failed", "reason": reason}
 
 
-def run_pipeline_task(task: Task, ctx: WorkerContext, job_json: dict[str, Any]) -> dict[str, Any]:
+# How long a shadow job steps aside when real work waits, before it looks again.
+SHADOW_DEFER_S = 5.0
+
+
+def run_pipeline_task(
+    task: Task, ctx: WorkerContext, job_json: dict[str, Any], *, defer_shadow: bool = False
+) -> dict[str, Any]:
+    """Run one job. ``defer_shadow``: this worker also takes the real inference lanes, so a shadow
+    job steps aside (its message sent again, SHADOW_DEFER_S later) while a real job is queued:
+    shadow work never holds back delivered results (issue 12)."""
     job = Job.model_validate(job_json)
+    if job.shadow and defer_shadow:
+        waiting = ctx.store.real_work_waiting()
+        if waiting:
+            task.app.send_task(
+                TASK_RUN_PIPELINE, args=[job_json], task_id=job.job_id, countdown=SHADOW_DEFER_S
+            )
+            logger.info(
+                "shadow job steps aside: %d real job(s) or deliveries waiting",
+                waiting,
+                extra={"job_id": job.job_id, "stage": "compute"},
+            )
+            return {"state": "deferred", "real_work_waiting": waiting}
     try:
         outcome = run_job(ctx, job)
     except Exception as exc:  # process edge: mapped by settle_failure
@@ -261,7 +282,7 @@ def register(app: Celery, runtime: WorkerRuntime) -> None:
 
     @app.task(name=TASK_RUN_PIPELINE, **options)
     def run_pipeline(task: Task, job_json: dict[str, Any]) -> dict[str, Any]:
-        return run_pipeline_task(task, runtime.context(), job_json)
+        return run_pipeline_task(task, runtime.context(), job_json, defer_shadow=runtime.takes_real_inference)
 
     @app.task(name=TASK_DELIVER, **options)
     def deliver(task: Task, job_id: str, destination: str) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def test_systemd_units_parse_and_run_ctnode(name: str) -> None:
     if name.startswith("ctnode-worker"):
         limit = Settings().queue.task_time_limit_s
         assert int(unit["Service"]["TimeoutStopSec"]) > limit  # warm shutdown lets a job finish
-        for queues in ("routing,delivery", "inference-stat,inference"):
+        for queues in ("routing,delivery", "inference-stat,inference,inference-shadow"):
             assert f"CTNODE_WORKER_QUEUES={queues}" in (DEPLOY / "systemd" / name).read_text()
             assert set(queues.split(",")) <= set(QUEUES)
 

@@ -317,3 +317,19 @@ def test_schema_accepts_the_shorthands() -> None:
     modality = schema["$defs"]["Conditions"]["properties"]["modality"]["anyOf"]
     assert {"type": "string"} in modality
     assert schema["$defs"]["Rule"]["additionalProperties"] is False
+
+
+def test_input_conditions_load_and_refuse_ae_conditions() -> None:
+    from dicom_node.routing.loader import RulesConfigError, parse_rules_text
+
+    text = (
+        "version: 1\ninput:\n  image_count: {min: 10}\n"
+        "rules:\n  - name: a\n    pipeline: p\n    shadow: true\n"
+    )
+    rules = parse_rules_text(text, source_name="r.yaml", known_pipelines=["p"], known_destinations=[])
+    assert rules.input is not None and rules.input.image_count is not None
+    assert rules.input.image_count.min == 10
+    bad = text.replace("  image_count: {min: 10}", "  calling_ae: ER_CT")
+    with pytest.raises(RulesConfigError) as info:
+        parse_rules_text(bad, source_name="r.yaml", known_pipelines=["p"], known_destinations=[])
+    assert "r.yaml:3" in str(info.value) and "input conditions concern series" in str(info.value)

@@ -349,3 +349,37 @@ def test_plan_jobs_needs_a_model_version_for_each_pipeline() -> None:
             model_versions={},
             created_at=NOW,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Input conditions: what every rule, shadow rules included, applies first (issue 12, item 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_input_conditions_keep_a_shadow_rule_off_a_one_image_study() -> None:
+    from dicom_node.routing.rules import Conditions
+
+    one_image = study(series("1.2.3.1", image_count=1, sop_instance_uids=("1.2.3.1.1",)))
+    shadow = rule("shadow-vessels", shadow=True, destinations=[], stop=False)
+    real = rule("real", when={"image_count": {"min": 40}})
+    without = evaluate(one_image, ruleset(shadow, real))
+    assert [m.rule_name for m in without.matches] == ["shadow-vessels"]  # the defect, without input:
+    rules = RuleSet(rules=(shadow, real), input=Conditions.model_validate({"image_count": {"min": 10}}))
+    decision = evaluate(one_image, rules)
+    assert decision.matches == ()
+    (miss, _) = decision.misses
+    assert miss.rule_name == "shadow-vessels"
+    assert "1 below the rules' input conditions" in miss.reasons[0]
+    assert "image count 1 outside [10, ∞) (input conditions)" in miss.reasons[1]
+    # a study with enough images fires both, as before
+    enough = evaluate(study(series("1.2.3.1", image_count=60)), rules)
+    assert [m.rule_name for m in enough.matches] == ["shadow-vessels", "real"]
+
+
+def test_input_conditions_change_the_digest_only_when_given() -> None:
+    from dicom_node.routing.rules import Conditions
+
+    plain = RuleSet(rules=(rule(),))
+    assert RuleSet(rules=(rule(),), input=None).digest == plain.digest
+    floor = RuleSet(rules=(rule(),), input=Conditions.model_validate({"image_count": {"min": 10}}))
+    assert floor.digest != plain.digest

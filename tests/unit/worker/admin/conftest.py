@@ -70,7 +70,7 @@ def settings_for(
 
 
 def broker_messages(settings: Settings) -> list[dict[str, Any]]:
-    """Messages waiting in the embedded broker: queue, task name, task id, args."""
+    """Messages waiting in the embedded broker: queue, task name, task id, args, ETA."""
     db = settings.storage.root / "broker.sqlite"
     if not db.exists():
         return []
@@ -90,6 +90,7 @@ def broker_messages(settings: Settings) -> list[dict[str, Any]]:
                 "id": message["headers"]["id"],
                 "args": body[0],
             }
+            | ({"eta": message["headers"]["eta"]} if message["headers"].get("eta") else {})
         )
     return out
 

@@ -122,16 +122,16 @@ def test_test_prints_the_fired_rule_and_the_job(node_config: Path, tmp_path: Pat
     assert code == 0, out
     lines = out.splitlines()
     fired = lines.index(
-        "FIRES    ct-chest-abdomen (line 59) → pipeline unified-ct, routine, destinations [pacs]"
+        "FIRES    ct-chest-abdomen (line 69) → pipeline unified-ct, routine, destinations [pacs]"
     )
     assert lines[fired + 1].strip() == f"series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]"
     assert "✓ modality CT ∈ [CT]" in lines[fired + 2]
     assert "✓ slice thickness 1.0 mm within [0.5, 5.0]" in out
     # rules are listed in file order, fired or not
     assert (
-        lines.index("no match er-ct-stat (line 28)")
+        lines.index("no match er-ct-stat (line 36)")
         < fired
-        < lines.index("no match ct-any-fallback (line 75)")
+        < lines.index("no match ct-any-fallback (line 85)")
     )
     assert f"selected series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]: thinnest (1.0 mm) of 2 passing" in out
     # the STAT rule needs the ER calling AE: it says so

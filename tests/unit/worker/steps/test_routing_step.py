@@ -95,3 +95,50 @@ def test_late_images_ignored_keep_the_first_job(tmp_path: Path) -> None:
         assert ctx.store.require_job(early.job_id).state == JobState.QUEUED
     finally:
         ctx.close()
+
+
+def test_real_work_is_queued_before_shadow_work(tmp_path: Path) -> None:
+    """A shadow rule placed first (stop: false) still has its job sent after the real one."""
+    rules = tmp_path / "routing.yaml"
+    rules.write_text(
+        """version: 1
+rules:
+  - name: shadow-try
+    when: {modality: CT}
+    pipeline: ct-anatomy-basic
+    select: first
+    shadow: true
+    stop: false
+  - name: real
+    when: {modality: CT}
+    pipeline: ct-anatomy-basic
+    select: largest
+    destinations: [pacs]
+"""
+    )
+    (tmp_path / "var").mkdir()
+    settings = Settings(
+        storage={"root": tmp_path / "var"},  # type: ignore[arg-type]
+        rules_file=rules,
+        destinations={"pacs": {"kind": "dicom", "ae_title": "PACS", "host": "127.0.0.1", "port": 11199}},  # type: ignore[dict-item]
+    )
+    ctx = WorkerContext.open(settings)
+    try:
+        stable = _stage(ctx, 12)
+        # a second, smaller series with a lower series number: "first" picks it, "largest" the other
+        make_ct_series(
+            ctx.settings.storage.staging_dir / STUDY / (SERIES + ".9"),
+            n_slices=3,
+            rows=32,
+            cols=32,
+            study_uid=STUDY,
+            series_uid=SERIES + ".9",
+            series_number=0,
+        )
+        outcome = route_study(ctx, stable)
+        assert [(j.rule_name, j.shadow) for j in outcome.to_enqueue] == [
+            ("real", False),
+            ("shadow-try", True),
+        ]
+    finally:
+        ctx.close()
