@@ -105,6 +105,8 @@ def is_derived_sop_class(sop_class_uid: str) -> bool:
 TASK_ROUTE_STUDY = "worker.tasks.route_study"
 TASK_RUN_PIPELINE = "worker.tasks.run_pipeline"
 TASK_DELIVER = "worker.tasks.deliver"
+# Withdraw a superseded job's results at one destination (queue "delivery").
+TASK_WITHDRAW = "worker.tasks.withdraw"
 
 QUEUE_ROUTING = "routing"
 QUEUE_INFERENCE = "inference"

@@ -19,7 +19,12 @@ sr             TID 1500 SR, Comprehensive 3D (PS3.16 A)      903     results.sr
 sr-planar      the same without volumetric groups            903     results.sr
 gsps           Grayscale Softcopy Presentation State         904     results.gsps
 sc             Secondary Capture overlay (burned in)         905     results.sc
+rejection      KOS rejection note (IHE IOCM, PS3.16 CID      910     results.rejection
+               7010 113001): withdraws superseded results
 =============  ============================================  ======  ==========================
+
+``rejection`` is not built with a job's results: the withdraw step builds it (from the superseded
+job's files) when a re-run supersedes results a DICOM or DICOMweb destination already holds.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from dicom_node.constants import (
     COMPREHENSIVE_3D_SR_STORAGE,
     GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    KEY_OBJECT_SELECTION_DOCUMENT_STORAGE,
     LABEL_MAP_SEGMENTATION_STORAGE,
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
@@ -45,6 +51,7 @@ class ResultRole:
     SR_PLANAR = "sr-planar"
     GSPS = "gsps"
     SC = "sc"
+    REJECTION = "rejection"
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,16 @@ for _kind in (
         series_label="AI OVERLAY - NOT FOR DIAGNOSIS",
         needs_hu=True,
         description="Burned-in overlay images of the key slices, for PACS that show neither SEG nor SR",
+    ),
+    ResultKind(
+        role=ResultRole.REJECTION,
+        title="KOS rejection note",
+        sop_class_uid=KEY_OBJECT_SELECTION_DOCUMENT_STORAGE,
+        series_number=910,
+        builder="dicom_node.results.rejection:encode_rejection_kind",
+        series_label="AI RESULTS WITHDRAWN",
+        description="Key Object Selection 'Rejected for Quality Reasons' (IHE IOCM) listing earlier "
+        "results a re-run superseded: built by the withdraw step, never with a job's results",
     ),
 ):
     register_kind(_kind)

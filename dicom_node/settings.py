@@ -191,6 +191,10 @@ class DestinationBase(Section):
     # Shorthand: "labelmap" sends the LABELMAP SEG where ``objects`` says "seg".
     seg_type: Literal["binary", "labelmap"] = "binary"
     timeout_s: float = Field(default=30.0, gt=0)
+    # When a re-run (a late series, a re-route) supersedes results this destination already holds,
+    # withdraw them: a KOS rejection note (IHE IOCM) for DICOM and DICOMweb peers, a REST delete for
+    # Orthanc. false: leave them (the superseding results still say so, and the audit trail).
+    withdraw_superseded: bool = True
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -223,6 +227,20 @@ class DicomwebDestinationSettings(DestinationBase):
     tls: TLSSettings = Field(default_factory=TLSSettings)
 
 
+class OrthancDestinationSettings(DestinationBase):
+    """An Orthanc server through its own REST API: upload (POST /instances), confirm
+    (/tools/lookup), health (/system) and withdraw superseded results (DELETE /instances/{id})."""
+
+    implementation: ClassVar[str] = "dicom_node.delivery.orthanc:OrthancServer"
+
+    kind: Literal["orthanc"]
+    url: str = Field(min_length=1)  # Orthanc's REST root, e.g. http://127.0.0.1:8042
+    # Names of environment variables holding the HTTP user and password (never the values).
+    username_env: str = "CTNODE_ORTHANC_USERNAME"
+    password_env: str = "CTNODE_ORTHANC_PASSWORD"  # noqa: S105 (a variable name)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+
+
 def _destination_kind(value: Any) -> str:
     # A destination without "kind" is a DICOM peer (the first kind, and the common case).
     if isinstance(value, Mapping):
@@ -233,7 +251,8 @@ def _destination_kind(value: Any) -> str:
 # The settings of one destination: a union discriminated on ``kind``.
 DestinationSettings = Annotated[
     Annotated[DicomDestinationSettings, Tag("dicom")]
-    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")],
+    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")]
+    | Annotated[OrthancDestinationSettings, Tag("orthanc")],
     Discriminator(_destination_kind),
 ]
 

@@ -2,17 +2,25 @@
 a health check. One protocol, one implementation per ``kind`` of destination settings.
 
 ==============  ==========================================  ===================================
-kind            implementation                              send / confirm / health
+kind            implementation                              send / confirm / health / withdraw
 ==============  ==========================================  ===================================
 ``dicom``       :class:`dicom_node.delivery.dicom_peer.      C-STORE / C-FIND query-back /
-                DicomPeer`                                  C-ECHO
+                DicomPeer`                                  C-ECHO / KOS rejection note
 ``dicomweb``    :class:`dicom_node.delivery.dicomweb.        STOW-RS / QIDO-RS query-back /
-                DicomwebServer`                             QIDO-RS study search
+                DicomwebServer`                             QIDO-RS study search / KOS note
+``orthanc``     :class:`dicom_node.delivery.orthanc.         REST upload / REST lookup /
+                OrthancServer`                              ``/system`` / REST DELETE
 ==============  ==========================================  ===================================
 
 The settings class of a kind (``dicom_node.settings``) names its implementation as
 ``"module:class"``; :func:`open_destination` imports it on first use, so adding a kind touches
 its own module and its settings class only (docs/extending.md).
+
+**Withdrawing** superseded results is an optional part of the protocol (:class:`Withdraws`): a
+kind that can take results back implements ``withdraw``. Either it takes a rejection note (a
+KOS "Rejected for Quality Reasons", IHE IOCM, built by the caller: ``needs_rejection_note``) and
+sends it, or it removes the objects itself (Orthanc's REST DELETE). A kind without it keeps
+what it has; the node records that it could not withdraw.
 """
 
 from __future__ import annotations
@@ -20,10 +28,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 from dicom_node.contracts import ResultFile
-from dicom_node.delivery.outcome import SendResult
+from dicom_node.delivery.outcome import SendResult, WithdrawResult
 from dicom_node.settings import DestinationBase
 
 
@@ -52,6 +60,25 @@ class Destination(Protocol):
 
     def health(self) -> HealthResult:
         """A cheap "are you there and willing to talk to us?" check."""
+        ...
+
+
+@runtime_checkable
+class Withdraws(Protocol):
+    """A destination that can take back results a re-run superseded (optional)."""
+
+    # True: the caller builds a KOS rejection note and passes it to ``withdraw``; False: the
+    # destination removes the objects itself (and ``rejection_note`` is None).
+    needs_rejection_note: bool
+
+    def withdraw(
+        self,
+        files: Sequence[ResultFile],
+        *,
+        study_instance_uid: str,
+        rejection_note: ResultFile | None,
+    ) -> WithdrawResult:
+        """Withdraw ``files`` (which this destination holds); never raises for a peer's problem."""
         ...
 
 

@@ -12,7 +12,7 @@ from dicom_node.contracts import ResultFile
 from dicom_node.delivery.cfind import confirm_cfind
 from dicom_node.delivery.cstore import echo_destination, send_cstore
 from dicom_node.delivery.destination import HealthResult
-from dicom_node.delivery.outcome import SendResult
+from dicom_node.delivery.outcome import SendResult, WithdrawResult, withdraw_by_rejection_note
 from dicom_node.errors import ConfigError
 from dicom_node.settings import DestinationBase, DicomDestinationSettings
 
@@ -47,3 +47,15 @@ class DicomPeer:
 
     def health(self) -> HealthResult:
         return echo_destination(self.settings, calling_ae_title=self.calling_ae_title)
+
+    # -- withdraw (dicom_node.delivery.destination.Withdraws) ------------------------------------
+
+    needs_rejection_note = True
+
+    def withdraw(
+        self, files: Sequence[ResultFile], *, study_instance_uid: str, rejection_note: ResultFile | None
+    ) -> WithdrawResult:
+        """Send the KOS rejection note (IHE IOCM): an IOCM-aware receiver hides ``files``."""
+        return withdraw_by_rejection_note(
+            self, files, study_instance_uid=study_instance_uid, note=rejection_note
+        )

@@ -15,7 +15,7 @@ from dicomweb_client import DICOMwebClient
 
 from dicom_node.contracts import ResultFile
 from dicom_node.delivery.destination import HealthResult
-from dicom_node.delivery.outcome import SendResult
+from dicom_node.delivery.outcome import SendResult, WithdrawResult, withdraw_by_rejection_note
 from dicom_node.delivery.stow import confirm_qido, dicomweb_client_for, send_stow
 from dicom_node.errors import ConfigError
 from dicom_node.settings import DestinationBase, DicomwebDestinationSettings
@@ -64,3 +64,15 @@ class DicomwebServer:
                 False, f"QIDO-RS to {where}: {type(exc).__name__}: {exc}", time.monotonic() - started, code
             )
         return HealthResult(True, f"QIDO-RS to {where}: OK", time.monotonic() - started, 200)
+
+    # -- withdraw (dicom_node.delivery.destination.Withdraws) ------------------------------------
+
+    needs_rejection_note = True
+
+    def withdraw(
+        self, files: Sequence[ResultFile], *, study_instance_uid: str, rejection_note: ResultFile | None
+    ) -> WithdrawResult:
+        """Send the KOS rejection note (IHE IOCM): an IOCM-aware receiver hides ``files``."""
+        return withdraw_by_rejection_note(
+            self, files, study_instance_uid=study_instance_uid, note=rejection_note
+        )

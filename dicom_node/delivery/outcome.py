@@ -30,12 +30,13 @@ get through, so the job store records partial success.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
-from dicom_node.contracts import DeliveryReport
+from dicom_node.contracts import DeliveryReport, ResultFile
 from dicom_node.errors import PermanentError, TransientError
 
 
@@ -212,3 +213,38 @@ def raise_for_outcome(report: DeliveryReport, result: SendResult) -> DeliveryRep
     if result.any_transient:
         raise DeliveryIncomplete(report)
     return report
+
+
+@dataclass(frozen=True)
+class WithdrawResult:
+    """The outcome of withdrawing superseded results at one destination."""
+
+    ok: bool
+    method: str  # "rejection-note" or "delete"
+    detail: str
+    transient: bool = False  # not ok, and trying again later may help (the peer is down)
+
+
+class _Sends(Protocol):
+    def send(self, files: Sequence[ResultFile], *, study_instance_uid: str) -> SendResult: ...
+
+
+def withdraw_by_rejection_note(
+    destination: _Sends, files: Sequence[ResultFile], *, study_instance_uid: str, note: ResultFile | None
+) -> WithdrawResult:
+    """Withdraw ``files`` by sending ``note`` (a KOS rejection note) like any result object."""
+    if note is None:
+        return WithdrawResult(False, "rejection-note", "no rejection note was given")
+    result = destination.send([note], study_instance_uid=study_instance_uid)
+    if note.sop_instance_uid in result.delivered:
+        warning = result.warnings.get(note.sop_instance_uid)
+        return WithdrawResult(
+            True,
+            "rejection-note",
+            f"rejection note {note.sop_instance_uid} accepted for {len(files)} object(s)"
+            + (f" ({warning})" if warning else ""),
+        )
+    detail = result.failed.get(note.sop_instance_uid, "no outcome for the rejection note")
+    return WithdrawResult(
+        False, "rejection-note", f"rejection note not accepted: {detail}", result.any_transient
+    )

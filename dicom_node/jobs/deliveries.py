@@ -277,7 +277,9 @@ class DeliveryStore(StoreCore):
         method: str | None = None,
         attempted: bool = False,
         next_attempt_at: datetime | None = None,
+        failing: bool = False,
     ) -> WithdrawalRecord:
+        """Move a withdrawal on; ``failing`` (or WAITING) starts its retry window if not yet."""
         now = utcnow()
         with self._tx() as s:
             row = _withdrawal_row(s, job_id, destination)
@@ -287,7 +289,7 @@ class DeliveryStore(StoreCore):
                 row.method = method
             if attempted:
                 row.attempts += 1
-            if state == WithdrawalState.WAITING and row.first_failed_at is None:
+            if (failing or state == WithdrawalState.WAITING) and row.first_failed_at is None:
                 row.first_failed_at = now
             row.next_attempt_at = next_attempt_at if state == WithdrawalState.WAITING else None
             row.updated_at = now

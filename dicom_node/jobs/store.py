@@ -463,6 +463,21 @@ class JobStore(DeliveryStore):
             changed.append(job_id)
         return changed
 
+    def superseded_by_chain(self, job_id: str) -> list[JobRecord]:
+        """Every job ``job_id`` supersedes, directly or through jobs that never delivered (A
+        superseded by B superseded by C: C's results replace A's too), oldest first."""
+        found: dict[str, JobRecord] = {}
+        frontier = {job_id}
+        while frontier:
+            with self._tx() as s:
+                rows = s.scalars(select(JobRow).where(JobRow.superseded_by.in_(frontier))).all()
+                records = [_job_record(r) for r in rows if r.job_id not in found and r.job_id != job_id]
+            frontier = set()
+            for record in records:
+                found[record.job_id] = record
+                frontier.add(record.job_id)
+        return sorted(found.values(), key=lambda r: (r.created_at, r.job_id))
+
     def note(self, job_id: str, reason: str, *, detail: Mapping[str, Any] | None = None) -> JobEvent:
         """Audit something done to a job that leaves its state as it is (e.g. a task message re-sent).
 

@@ -61,11 +61,13 @@ def encode_results(
     roles: Collection[str],
     hu: np.ndarray | None = None,
     content_datetime: datetime | None = None,
+    supersedes: Sequence[str] = (),
 ) -> ResultBundle:
     """Write the requested result kinds (``roles``) for one job; see the module docstring.
 
     ``sources`` are the CT headers in the label map's slice order (``[slice, row, column]``, sorted
     along the slice normal); ``hu`` (the same volume in HU) is needed only by the overlay images.
+    ``supersedes``: ids of jobs whose results these replace (series descriptions say "revised").
     Raises :class:`PermanentError` when the inputs do not fit together or an object cannot be
     encoded.
     """
@@ -113,6 +115,7 @@ def encode_results(
             for s in analysis.segments
         },
         hu=hu,
+        supersedes=tuple(supersedes),
     )
 
     files: list[ResultFile] = []

@@ -64,6 +64,9 @@ class EncodeInputs:
     content_datetime: datetime  # the job's creation time: a re-encode is byte-identical
     tracking_uids: Mapping[int, str]  # segment number -> Tracking UID (SEG and SR agree)
     hu: np.ndarray | None = None  # the CT in HU, same shape as labelmap (overlay images)
+    # Jobs whose results these supersede (a re-run after a late series, a re-route): the series
+    # say so in their description, where a PACS user sees it; the old ones are withdrawn.
+    supersedes: tuple[str, ...] = ()
 
     def uid(self, key: str) -> str:
         """The UID for ``key`` (e.g. "seg-instance") in this job: same job, same UID."""
@@ -75,7 +78,13 @@ class EncodeInputs:
         return f"{self.analysis.algorithm_name} {self.analysis.algorithm_version}"
 
     def series_description(self, kind: ResultKind) -> str:
-        return f"{kind.series_label} - {self.title}"
+        """``<label> - <algorithm> <version>``, ending " (revised)" when these results supersede
+        earlier ones; at most 64 characters (LO, PS3.5 6.2), the marker kept."""
+        text = f"{kind.series_label} - {self.title}"
+        if not self.supersedes:
+            return text
+        marker = " (revised)"
+        return text[: 64 - len(marker)] + marker
 
     @property
     def has_annotations(self) -> bool:

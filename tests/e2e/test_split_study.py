@@ -18,7 +18,7 @@ from pydicom import dcmread
 
 from dicom_node.contracts import CompletionReason, JobState
 from tests.support.ct_series import make_ct_series
-from tests.support.dcmtk import storescp
+from tests.support.dcmtk import dciodvfy_errors, storescp
 from tests.support.node import FINAL, NodeHarness
 from tests.support.processes import port_open, wait_until
 from worker.demo.synth_study import SyntheticStudy, make_synthetic_study
@@ -122,5 +122,67 @@ def test_serve_killed_mid_study_waits_for_the_rest_after_restart(
         node.start_serve(with_worker=False)
         assert node.storescu(list(main.dicom_paths)).returncode == 0
         _assert_one_result_set_on_the_whole_study(node, main, first, pacs_dir)
+    finally:
+        node.stop()
+
+
+KOS = "1.2.840.10008.5.1.4.1.1.88.59"
+
+
+def test_a_series_after_the_quiet_period_reruns_and_withdraws_the_first_results(
+    tmp_path: Path, study: tuple[SyntheticStudy, list[Path]], pacs: tuple[Path, int]
+) -> None:
+    """A series that comes after the quiet period (late_series: rerun): the second job supersedes
+    the first; once its results are at the PACS, the first job's are withdrawn there by a KOS
+    rejection note (IHE IOCM) that references exactly them, the new series say "(revised)", and
+    both jobs' audit trails tell it."""
+    main, first = study
+    pacs_dir, pacs_port = pacs
+    node = NodeHarness(
+        tmp_path, pacs_port=pacs_port, prompts=PROMPTS, extra_settings={"completion": {"quiet_period_s": 2.0}}
+    )
+    try:
+        node.start_serve(with_worker=True)
+        assert node.storescu(first).returncode == 0
+        early = node.wait_for_job(main.study_instance_uid, timeout_s=300)
+        assert early.state == JobState.DELIVERED, early.reason
+        early_uids = set(node.store.delivered_uids(early.job_id, "pacs"))
+        assert node.storescu(list(main.dicom_paths)).returncode == 0
+
+        def withdrawn() -> bool:
+            w = node.store.get_withdrawal(early.job_id, "pacs")
+            return w is not None and w.state.value in ("done", "failed", "unsupported")
+
+        wait_until(withdrawn, timeout_s=300, what="the first results withdrawn")
+        jobs = node.jobs(main.study_instance_uid)
+        assert [j.state for j in jobs] == [JobState.SUPERSEDED, JobState.DELIVERED]
+        late = jobs[-1]
+        withdrawal = node.store.get_withdrawal(early.job_id, "pacs")
+        assert withdrawal is not None and withdrawal.state.value == "done", withdrawal
+        assert withdrawal.by_job_id == late.job_id and withdrawal.method == "rejection-note"
+
+        objects = [p for p in pacs_dir.rglob("*") if p.is_file() and not p.name.endswith(".log")]
+        headers = [dcmread(p, stop_before_pixels=True) for p in objects]
+        (note,) = [ds for ds in headers if ds.SOPClassUID == KOS]
+        assert note.ConceptNameCodeSequence[0].CodeValue == "113001"  # Rejected for Quality Reasons
+        rejected = {
+            sop.ReferencedSOPInstanceUID
+            for study_item in note.CurrentRequestedProcedureEvidenceSequence
+            for series in study_item.ReferencedSeriesSequence
+            for sop in series.ReferencedSOPSequence
+        }
+        assert rejected == early_uids
+        late_uids = set(node.store.delivered_uids(late.job_id, "pacs"))
+        revised = [ds for ds in headers if ds.SOPInstanceUID in late_uids]
+        assert revised and all(str(ds.SeriesDescription).endswith("(revised)") for ds in revised)
+        assert (
+            dciodvfy_errors(next(p for p, ds in zip(objects, headers, strict=True) if ds.SOPClassUID == KOS))
+            == []
+        )
+
+        early_trail = " | ".join(e.reason for e in node.store.events(early.job_id))
+        late_trail = " | ".join(e.reason for e in node.store.events(late.job_id))
+        assert "withdrawn at pacs by rejection note" in early_trail, early_trail
+        assert f"job {early.job_id}: withdrawn at pacs" in late_trail, late_trail
     finally:
         node.stop()

@@ -204,6 +204,18 @@ def show(ctx: click.Context, job_id: str, as_json: bool, config_path: str | None
             lines.append(f"    last error: {d.last_error}")
         if d.confirmation_detail:
             lines.append(f"    {d.confirmation_detail}")
+        if d.first_failed_at is not None:
+            lines.append(
+                f"    failing since {_when(d.first_failed_at)}; next attempt {_when(d.next_attempt_at)}"
+            )
+    if detail.withdrawals:
+        lines.append("withdrawn (superseded results taken back)")
+    for w in detail.withdrawals:
+        lines.append(
+            f"  {w.destination:<16} {w.state.value:<11} {w.method or '-'}  "
+            f"{len(w.sop_instance_uids)} object(s)  by job {w.by_job_id}"
+        )
+        lines.append(f"    {w.detail}")
     click.echo("\n".join(lines))
 
 

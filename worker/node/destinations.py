@@ -5,7 +5,7 @@ A delivery whose quick retries are used up WAITS in the job store (``DeliverySta
 nothing on the broker: see :mod:`worker.tasks.outcomes`). Every ``queue.destination_probe_interval_s``
 the serve process runs one :meth:`DestinationMonitor.run`:
 
-1. **Probe** every destination with waiting work (deliveries, withdrawals) with the
+1. **Probe** every destination with waiting work (deliveries, withdrawals of superseded results) with the
    Destination protocol's ``health()`` (C-ECHO for a DICOM peer, a QIDO-RS search for a DICOMweb
    server, Orthanc's ``/system``); other configured destinations every ``IDLE_PROBE_INTERVAL_S``.
    What it saw goes to the job store (``destination_status``: up/down and since when) for the
@@ -33,10 +33,11 @@ from typing import Any
 from dicom_node.contracts import JobState
 from dicom_node.delivery.destination import HealthResult, open_destination
 from dicom_node.jobs import DeliveryState, JobStore
-from dicom_node.jobs.records import DeliveryRecord, DestinationStatus
+from dicom_node.jobs.records import DeliveryRecord, DestinationStatus, WithdrawalRecord
+from dicom_node.jobs.states import WithdrawalState
 from dicom_node.settings import DestinationBase, Settings
 from worker.context import WorkerContext
-from worker.node.requeue import send_delivery_task
+from worker.node.requeue import send_delivery_task, send_withdraw_task
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ class DestinationMonitor:
         now = now or datetime.now(UTC)
         report = MonitorReport()
         waiting = self.store.deliveries_in_state((DeliveryState.WAITING,), limit=10_000)
+        withdrawals = self.store.withdrawals_in_state((WithdrawalState.WAITING,), limit=10_000)
         statuses = self.store.destination_statuses()
-        names = {d.destination for d in waiting}
+        names = {d.destination for d in waiting} | {w.destination for w in withdrawals}
         for name, dest in sorted(self.ctx.settings.destinations.items()):
             last = statuses.get(name)
             idle_due = last is None or (now - last.checked_at).total_seconds() >= IDLE_PROBE_INTERVAL_S
@@ -95,6 +97,13 @@ class DestinationMonitor:
                 self._settle_waiting(delivery, statuses.get(delivery.destination), now, report)
             except Exception as exc:  # one delivery's trouble must not stop the others
                 report.problems.append(f"delivery of job {delivery.job_id} to {delivery.destination}: {exc}")
+        for withdrawal in withdrawals:
+            try:
+                self._settle_withdrawal(withdrawal, statuses.get(withdrawal.destination), now, report)
+            except Exception as exc:
+                report.problems.append(
+                    f"withdrawal of job {withdrawal.job_id} at {withdrawal.destination}: {exc}"
+                )
         if report.resumed or report.dead or report.problems:
             logger.warning(
                 "destinations: %d deliveries resumed, %d dead; %d problems",
@@ -130,7 +139,15 @@ class DestinationMonitor:
         key = (delivery.job_id, delivery.destination)
         job = store.get_job(delivery.job_id)
         if job is None or job.state != JobState.DELIVERING:
-            return  # superseded, cancelled or settled meanwhile: nothing to resume
+            # superseded, cancelled or settled meanwhile: nothing to resume, nothing to count
+            state = job.state.value if job is not None else "gone"
+            store.set_delivery_state(
+                *key,
+                DeliveryState.DEAD,
+                reason=f"not resumed: the job is {state}",
+                expect_from={DeliveryState.WAITING},
+            )
+            return
         failing_since = delivery.first_failed_at or delivery.updated_at
         failing_s = (now - failing_since).total_seconds()
         window_s = queue.delivery_retry_window_s
@@ -169,6 +186,39 @@ class DestinationMonitor:
             f"delivery to {delivery.destination} resumed: {why}",
             detail={"by": "destination monitor", "destination": delivery.destination},
         )
+        report.resumed.append(key)
+
+    def _settle_withdrawal(
+        self,
+        withdrawal: WithdrawalRecord,
+        status: DestinationStatus | None,
+        now: datetime,
+        report: MonitorReport,
+    ) -> None:
+        store, queue = self.store, self.ctx.settings.queue
+        key = (withdrawal.job_id, withdrawal.destination)
+        failing_since = withdrawal.first_failed_at or withdrawal.updated_at
+        failing_s = (now - failing_since).total_seconds()
+        window_s = queue.delivery_retry_window_s
+        if window_s and failing_s >= window_s:
+            why = (
+                f"retry window over: {withdrawal.destination} failing for {failing_s:.0f} s; "
+                f"{withdrawal.detail}"
+            )
+            store.update_withdrawal(*key, WithdrawalState.FAILED, detail=why)
+            text = f"NOT withdrawn at {withdrawal.destination}: {why}"
+            store.note(withdrawal.job_id, text, detail={"by": "destination monitor"})
+            store.note(
+                withdrawal.by_job_id, f"job {withdrawal.job_id}: {text}", detail={"by": "destination monitor"}
+            )
+            report.dead.append(key)
+            return
+        came_back = status is not None and status.up and status.since > withdrawal.updated_at
+        due = withdrawal.next_attempt_at is not None and withdrawal.next_attempt_at <= now
+        if not (came_back or due):
+            return
+        store.update_withdrawal(*key, WithdrawalState.PENDING, detail="resumed by the destination monitor")
+        send_withdraw_task(self.celery, *key)
         report.resumed.append(key)
 
 

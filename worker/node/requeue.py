@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from dicom_node.constants import TASK_DELIVER, TASK_RUN_PIPELINE
+from dicom_node.constants import TASK_DELIVER, TASK_RUN_PIPELINE, TASK_WITHDRAW
 from dicom_node.contracts import Job, JobState
 from dicom_node.errors import PermanentError
-from dicom_node.identity import delivery_id_for
+from dicom_node.identity import delivery_id_for, withdrawal_id_for
 from dicom_node.jobs import DeliveryState, JobNotFound, JobRecord, JobStore
 from dicom_node.jobs.states import CANCELLABLE
 from dicom_node.settings import Settings
@@ -88,6 +88,13 @@ def send_delivery_task(celery_app: Any, job_id: str, destination: str) -> SentMe
     task_id = delivery_id_for(job_id, destination)
     celery_app.send_task(TASK_DELIVER, args=[job_id, destination], task_id=task_id)
     return SentMessage(TASK_DELIVER, task_id, queue_for(TASK_DELIVER) or "", (job_id, destination))
+
+
+def send_withdraw_task(celery_app: Any, job_id: str, destination: str) -> SentMessage:
+    """Send ``withdraw(job_id, destination)`` with task id = the withdrawal id."""
+    task_id = withdrawal_id_for(job_id, destination)
+    celery_app.send_task(TASK_WITHDRAW, args=[job_id, destination], task_id=task_id)
+    return SentMessage(TASK_WITHDRAW, task_id, queue_for(TASK_WITHDRAW) or "", (job_id, destination))
 
 
 def is_stale(record: JobRecord, settings: Settings, *, now: datetime | None = None) -> bool:

@@ -167,6 +167,7 @@ def encode(
         ai_model=info(job.pipeline).needs_torch,
         # the job's creation time, not "now": a re-run writes byte-identical objects
         content_datetime=job.created_at,
+        supersedes=[r.job_id for r in ctx.store.superseded_by_chain(job.job_id)],
     )
     return written.bundle
 
@@ -189,6 +190,7 @@ def write_results(
     roles: Collection[str],
     ai_model: bool,
     content_datetime: datetime | None,
+    supersedes: Sequence[str] = (),
 ) -> WrittenResults:
     """Pipeline outputs → label map file + SEG/SR/GSPS(/SC) objects in ``out_dir`` (also ``ctnode infer``)."""
     analysis = to_analysis(
@@ -213,6 +215,7 @@ def write_results(
         roles=roles,
         hu=series.hu,
         content_datetime=content_datetime,
+        supersedes=supersedes,
     )
     # What was found, in words and numbers, beside the objects (ctnode demo, the dashboard).
     (out_dir / ANALYSIS_FILE).write_text(analysis.model_dump_json(indent=1))

@@ -8,6 +8,7 @@ Queues and routes (by task *name*, so producers never import the tasks)::
     worker.tasks.run_pipeline  → inference        (job priority "stat" → inference-stat,
                                                    a shadow job → inference-shadow)
     worker.tasks.deliver       → delivery
+    worker.tasks.withdraw      → delivery         (superseded results taken back at a destination)
 
 Reliability: JSON only; ``task_acks_late`` + ``task_reject_on_worker_lost`` (a task whose worker
 dies is delivered again, never lost silently), ``worker_prefetch_multiplier=1`` (a long inference
@@ -59,6 +60,7 @@ from dicom_node.constants import (
     TASK_DELIVER,
     TASK_ROUTE_STUDY,
     TASK_RUN_PIPELINE,
+    TASK_WITHDRAW,
 )
 from dicom_node.settings import Settings
 
@@ -78,7 +80,7 @@ def queue_for(
     """
     if task_name == TASK_ROUTE_STUDY:
         return QUEUE_ROUTING
-    if task_name == TASK_DELIVER:
+    if task_name in (TASK_DELIVER, TASK_WITHDRAW):
         return QUEUE_DELIVERY
     if task_name == TASK_RUN_PIPELINE:
         job = (args[0] if args else None) or (kwargs or {}).get("job")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
+from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE, TASK_WITHDRAW
 from dicom_node.contracts import Job, StudyStable
-from dicom_node.identity import delivery_id_for
+from dicom_node.identity import delivery_id_for, withdrawal_id_for
 
 
 def enqueue_route(app: Celery, stable: StudyStable) -> None:
@@ -24,3 +24,7 @@ def enqueue_job(app: Celery, job: Job) -> None:
 
 def enqueue_delivery(app: Celery, job_id: str, destination: str) -> None:
     app.send_task(TASK_DELIVER, args=[job_id, destination], task_id=delivery_id_for(job_id, destination))
+
+
+def enqueue_withdrawal(app: Celery, job_id: str, destination: str) -> None:
+    app.send_task(TASK_WITHDRAW, args=[job_id, destination], task_id=withdrawal_id_for(job_id, destination))

@@ -1,4 +1,5 @@
-"""The Celery tasks: route a stable study, run a job's pipeline, deliver a job's results.
+"""The Celery tasks: route a stable study, run a job's pipeline, deliver a job's results, and
+withdraw results a re-run superseded.
 
 Each task is a thin shell: decode the message, call its step (:mod:`worker.steps`) with the
 worker's context, and on failure let :func:`settle_failure` apply the one error → outcome mapping
@@ -20,15 +21,16 @@ from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
 
-from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
+from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE, TASK_WITHDRAW
 from dicom_node.contracts import Job, JobState, StudyStable
 from dicom_node.errors import PipelineError
-from dicom_node.jobs.states import DeliveryState
+from dicom_node.jobs.states import DeliveryState, WithdrawalState
 from worker.context import WorkerContext, claimant_is_dead
 from worker.steps.compute import run_job, settle_without_delivery
 from worker.steps.delivery import deliver_to, give_up
 from worker.steps.routing import route_study
-from worker.tasks.enqueue import enqueue_delivery, enqueue_job
+from worker.steps.withdraw import plan_withdrawals, withdraw_at
+from worker.tasks.enqueue import enqueue_delivery, enqueue_job, enqueue_withdrawal
 from worker.tasks.outcomes import ErrorClass, RetryAction, RetryPolicy, classify_error, describe_error
 from worker.tasks.runtime import WorkerRuntime
 
@@ -266,14 +268,73 @@ def deliver_task(task: Task, ctx: WorkerContext, job_id: str, destination: str) 
             policy=RetryPolicy.for_deliveries(ctx.settings.queue),
             failing_for_s=failing_for_s(ctx, job_id, destination),
         )
+    if record is not None and record.state == DeliveryState.DELIVERED:
+        # the destination holds the new results now: take back what they supersede there
+        for superseded in plan_withdrawals(ctx, job_id, destination):
+            enqueue_withdrawal(task.app, superseded, destination)
     return {"state": record.state.value if record else "dropped"}
+
+
+# -- withdraw superseded results --------------------------------------------------------------
+
+
+class _WithdrawalRecord:
+    def __init__(self, ctx: WorkerContext, job_id: str, destination: str) -> None:
+        self.ctx, self.job_id, self.destination = ctx, job_id, destination
+
+    def _set(self, state: WithdrawalState, reason: str, **kw: Any) -> dict[str, Any]:
+        record = self.ctx.store.update_withdrawal(self.job_id, self.destination, state, detail=reason, **kw)
+        return {"state": record.state.value, "reason": reason}
+
+    def _give_up(self, reason: str) -> dict[str, Any]:
+        out = self._set(WithdrawalState.FAILED, reason)
+        withdrawal = self.ctx.store.get_withdrawal(self.job_id, self.destination)
+        by = withdrawal.by_job_id if withdrawal else ""
+        text = f"NOT withdrawn at {self.destination}: {reason}"
+        self.ctx.store.note(self.job_id, text, detail={"destination": self.destination, "by": by})
+        if by:
+            self.ctx.store.note(by, f"job {self.job_id}: {text}", detail={"destination": self.destination})
+        return out
+
+    def retrying(self, reason: str) -> None:
+        self._set(WithdrawalState.PENDING, reason, failing=True)
+
+    def waiting(self, reason: str) -> dict[str, Any]:
+        next_attempt_at = datetime.now(UTC) + timedelta(
+            seconds=self.ctx.settings.queue.waiting_retry_interval_s
+        )
+        return self._set(WithdrawalState.WAITING, reason, next_attempt_at=next_attempt_at)
+
+    def dead(self, reason: str) -> dict[str, Any]:
+        return self._give_up(reason)
+
+    def failed(self, reason: str) -> dict[str, Any]:
+        return self._give_up(reason)
+
+
+def withdraw_task(task: Task, ctx: WorkerContext, job_id: str, destination: str) -> dict[str, Any]:
+    try:
+        record = withdraw_at(ctx, job_id, destination)
+    except Exception as exc:  # process edge: mapped by settle_failure
+        withdrawal = ctx.store.get_withdrawal(job_id, destination)
+        failing_since = withdrawal.first_failed_at if withdrawal else None
+        return settle_failure(
+            task,
+            ctx,
+            exc,
+            _WithdrawalRecord(ctx, job_id, destination),
+            log_extra={"job_id": job_id, "stage": "withdraw", "destination": destination},
+            policy=RetryPolicy.for_deliveries(ctx.settings.queue),
+            failing_for_s=(datetime.now(UTC) - failing_since).total_seconds() if failing_since else None,
+        )
+    return {"state": record.state.value, "method": record.method}
 
 
 # -- wiring -------------------------------------------------------------------------------------
 
 
 def register(app: Celery, runtime: WorkerRuntime) -> None:
-    """Register the three tasks on ``app`` under their fixed names, bound to ``runtime``."""
+    """Register the node's tasks on ``app`` under their fixed names, bound to ``runtime``."""
     options: dict[str, Any] = {"bind": True, "max_retries": None}  # the policy decides, not Celery
 
     @app.task(name=TASK_ROUTE_STUDY, **options)
@@ -287,6 +348,10 @@ def register(app: Celery, runtime: WorkerRuntime) -> None:
     @app.task(name=TASK_DELIVER, **options)
     def deliver(task: Task, job_id: str, destination: str) -> dict[str, Any]:
         return deliver_task(task, runtime.context(), job_id, destination)
+
+    @app.task(name=TASK_WITHDRAW, **options)
+    def withdraw(task: Task, job_id: str, destination: str) -> dict[str, Any]:
+        return withdraw_task(task, runtime.context(), job_id, destination)
 
 
 def recover_orphans(app: Celery, ctx: WorkerContext) -> list[str]:
