@@ -10,7 +10,8 @@ disk: 200 or 503 with each check), the dashboard page itself (it holds no data; 
 token and keeps it in sessionStorage). Everything under ``/api`` and ``/metrics`` needs a bearer
 token (``worker.admin.auth``): the viewer token for reads, including validating and replaying a
 *draft* rule set (dry runs: nothing changes, nothing is sent); the admin token for requeue,
-cancel and C-ECHO. Each write names its principal (``admin@<address>``) in the job's audit trail.
+cancel, re-routing a study and C-ECHO. Each write names its principal (``admin@<address>``) in the
+job's audit trail.
 
 All handlers are plain ``def``: FastAPI runs them in its thread pool, so a slow job store or
 broker never blocks the event loop (and the STOW-RS router mounted beside them).
@@ -43,6 +44,7 @@ from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay
 from worker.context import WorkerContext
 from worker.node.destinations import destination_overview
 from worker.node.requeue import RequeueRefused, cancel, requeue
+from worker.node.reroute import RerouteRefused, reroute
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,12 @@ class RequeueBody(BaseModel):
         default=None, description="What to redo; default delivery when the job has results, else inference."
     )
     destinations: list[str] = Field(default_factory=list, description="Delivery only: these destinations.")
+    reason: str = Field(default="", max_length=500, description="Why (goes into the audit trail).")
+
+
+class RerouteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field(default="", max_length=500, description="Why (goes into the audit trail).")
 
 
@@ -346,6 +354,24 @@ def create_app(
         except (RequeueRefused, NodeError) as exc:
             raise HTTPException(409, str(exc)) from exc
         return job_summary(record)
+
+    @api.post("/studies/{study_instance_uid}/reroute", tags=["studies"])
+    def reroute_study(
+        study_instance_uid: str, body: RerouteBody | None = None, who: Principal = admin
+    ) -> dict[str, Any]:
+        """Route a study again with the rules in force (after a rules change), audited: new jobs are
+        queued, earlier ones they replace superseded (their results withdrawn once the new ones are
+        delivered); the same rules give the same jobs. 404 unknown study, 409 files gone."""
+        try:
+            outcome = reroute(
+                ctx, celery_app, study_instance_uid, who=who.who, reason=(body or RerouteBody()).reason
+            )
+        except RerouteRefused as exc:
+            status = 404 if ctx.store.get_study(study_instance_uid) is None else 409
+            raise HTTPException(status, str(exc)) from exc
+        except NodeError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return outcome.as_dict()
 
     @api.post("/destinations/{name}/echo", tags=["destinations"])
     def echo(name: str, who: Principal = admin) -> dict[str, Any]:

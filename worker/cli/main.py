@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "infer": "worker.cli.infer:infer",
     "rules": "worker.cli.rules:rules",
     "jobs": "worker.cli.jobs:jobs",
+    "studies": "worker.cli.studies:studies",
     "model": "worker.cli.model:model",
     "viewer": "worker.cli.viewer:viewer",
 }

@@ -72,7 +72,13 @@ def study_manifest(ctx: WorkerContext, stable: StudyStable) -> StudyManifest:
     return build(build_manifest, Path(source.staging_path))
 
 
-def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None = None) -> RoutingOutcome:
+def route_study(
+    ctx: WorkerContext, stable: StudyStable, *, now: datetime | None = None, rerouted_by: str | None = None
+) -> RoutingOutcome:
+    """Route ``stable``: record the study and its manifest, evaluate the rules in force, create
+    the jobs. ``rerouted_by`` (an operator re-routing the study, ``worker.node.reroute``): every
+    earlier job of the study that the rules in force do not recreate is superseded by the new job
+    of the same rule (else pipeline, else kind), whatever the late-series policy says."""
     now = now or datetime.now(UTC)
     store = ctx.store
     store.record_study(stable, state="stable")
@@ -93,7 +99,7 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
             for r in store.jobs_for_study(job.study_instance_uid, rule_name=job.rule_name)
             if r.job_id != job.job_id and r.state in ACTIVE and r.pipeline == job.pipeline
         ]
-        policy = _policy(job, policies)
+        policy = LateSeriesPolicy.RERUN if rerouted_by else _policy(job, policies)
         if earlier and policy == LateSeriesPolicy.IGNORE:
             reason = (
                 f"late instances ignored by rule {job.rule_name!r} (late_series: ignore); "
@@ -105,11 +111,12 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
             continue
         record, created = store.create_job(job, reason=_created_reason(job, stable, decision))
         if earlier and created:
-            store.mark_superseded(
-                [r.job_id for r in earlier],
-                by_job_id=job.job_id,
-                reason=f"late instances: study re-run as job {job.job_id} (late_series: rerun)",
+            why = (
+                f"study re-routed by {rerouted_by}; superseded by job {job.job_id}"
+                if rerouted_by
+                else f"late instances: study re-run as job {job.job_id} (late_series: rerun)"
             )
+            store.mark_superseded([r.job_id for r in earlier], by_job_id=job.job_id, reason=why)
         # A known job travels as stored (its created_at dates the results: same job, same bytes).
         if created:
             to_enqueue.append(job)
@@ -117,6 +124,8 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
             to_enqueue.append(record.job)
         else:
             existing.append(record.job)
+    if rerouted_by and jobs:
+        _supersede_the_rest(ctx, stable.study_instance_uid, jobs, rerouted_by)
     # Real work first, STAT before routine; shadow jobs last (they also have their own lane).
     to_enqueue.sort(key=lambda j: (j.shadow, j.priority != Priority.STAT))
     store.record_study(stable, state="routed" if jobs else "no-rule")
@@ -132,6 +141,27 @@ def route_study(ctx: WorkerContext, stable: StudyStable, *, now: datetime | None
     return RoutingOutcome(manifest, decision, tuple(to_enqueue), tuple(skipped), tuple(existing))
 
 
+def _supersede_the_rest(ctx: WorkerContext, study_instance_uid: str, jobs: tuple[Job, ...], who: str) -> None:
+    """A re-route: earlier jobs of other rules, not recreated, are superseded by the closest new job."""
+    new_ids = {j.job_id for j in jobs}
+    for old in ctx.store.jobs_for_study(study_instance_uid):
+        if old.job_id in new_ids or old.state not in ACTIVE | {JobState.FAILED, JobState.DEAD}:
+            continue
+        successor = (
+            next((j for j in jobs if j.rule_name == old.rule_name), None)
+            or next((j for j in jobs if j.pipeline == old.pipeline and j.shadow == old.shadow), None)
+            or next((j for j in jobs if j.shadow == old.shadow), None)
+        )
+        if successor is None:
+            continue  # e.g. only shadow rules fire now: delivered results are not replaced by nothing
+        ctx.store.mark_superseded(
+            [old.job_id],
+            by_job_id=successor.job_id,
+            reason=f"study re-routed by {who}; rule {old.rule_name!r} replaced by job {successor.job_id} "
+            f"(rule {successor.rule_name!r})",
+        )
+
+
 def _policy(job: Job, policies: dict[str, LateSeriesPolicy]) -> LateSeriesPolicy:
     # A merged job ("a+b") ignores late images only if every rule in it says so.
     names = job.rule_name.split("+")
@@ -143,4 +173,9 @@ def _policy(job: Job, policies: dict[str, LateSeriesPolicy]) -> LateSeriesPolicy
 def _created_reason(job: Job, stable: StudyStable, decision: RoutingDecision) -> str:
     reasons = [r for m in decision.matches if m.rule_name in job.rule_name.split("+") for r in m.reasons]
     why = "; ".join(reasons[:6])
-    return f"study stable ({stable.reason.value}); rule {job.rule_name!r} fired: {why}"
+    how = (
+        stable.reason_detail
+        if stable.reason_detail and stable.reason.value == "manual"
+        else stable.reason.value
+    )
+    return f"study stable ({how}); rule {job.rule_name!r} fired: {why}"
