@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
 from dicom_node.contracts import ResultFile
@@ -24,6 +26,31 @@ from dicom_node.settings import DicomDestinationSettings
 logger = logging.getLogger(__name__)
 
 _PENDING = (0xFF00, 0xFF01)  # PS3.4 C.4.1.1.4: a match follows
+
+# A destination that offers no C-FIND to us (DCMTK storescp, many modalities) makes pynetdicom log
+# "No accepted presentation contexts" at ERROR from the association's own thread, after a delivery
+# that succeeded: an unconfirmed delivery is not a failure. The EVT_ACCEPTED handler below runs
+# in the thread that negotiates, just before, and marks it; this filter then logs its complaints
+# at INFO. The mark is cleared when the query-back ends, so other associations are not affected.
+_QUERY_BACK_REFUSED = threading.local()
+
+
+class _RefusedQueryBackIsNoError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_QUERY_BACK_REFUSED, "active", False) and record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+_FILTER = _RefusedQueryBackIsNoError()
+for _name in ("pynetdicom.acse", "pynetdicom.assoc", "pynetdicom.association"):
+    if not any(isinstance(f, _RefusedQueryBackIsNoError) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_FILTER)
+
+
+def _on_accepted(event: Any) -> None:
+    """EVT_ACCEPTED, in the association's thread: no context accepted means no C-FIND for us."""
+    _QUERY_BACK_REFUSED.active = not event.assoc.accepted_contexts
 
 
 def confirm_cfind(
@@ -42,7 +69,13 @@ def confirm_cfind(
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     tls_args = (client_ssl_context(dest.tls), dest.host) if dest.tls.enabled else None
     try:
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
+        assoc = ae.associate(
+            dest.host,
+            dest.port,
+            ae_title=dest.ae_title,
+            tls_args=tls_args,
+            evt_handlers=[(evt.EVT_ACCEPTED, _on_accepted)],
+        )
     except (OSError, ssl.SSLError) as exc:
         return False, f"C-FIND query-back: cannot connect to {where}: {exc}"
     wanted: dict[str, set[str]] = {}
@@ -70,6 +103,7 @@ def confirm_cfind(
         if assoc.is_established:
             assoc.release()
         ae.shutdown()
+        _QUERY_BACK_REFUSED.active = False  # negotiation may run in this thread: never leak the mark
     expected = set().union(*wanted.values())
     missing = sorted(expected - found)
     if missing:

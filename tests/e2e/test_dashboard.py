@@ -56,7 +56,7 @@ def processed_study(store: JobStore) -> str:
 @contextlib.contextmanager
 def browser_page(tmp_path: Path) -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: scripts/setup installs Debian's chromium")
+        pytest.fail(f"{CHROMIUM} not found: scripts/setup --test installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

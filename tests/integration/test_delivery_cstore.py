@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from pydicom import dcmread
 
 from dicom_node.contracts import JobState, ResultBundle
-from dicom_node.delivery import DeliveryIncomplete, confirm_cfind, deliver
+from dicom_node.delivery import DeliveryIncomplete, DeliveryRejected, confirm_cfind, deliver
 from dicom_node.jobs import DeliveryState, JobStore
 from dicom_node.settings import DicomDestinationSettings
 from tests.support.dcmtk import storescp
@@ -139,11 +140,34 @@ def test_cstore_to_orthanc_confirmed_by_cfind(tmp_path: Path) -> None:
     assert ok is False and missing.sop_instance_uid in detail
 
 
-def test_storescp_has_no_cfind_so_delivery_is_unconfirmed(tmp_path: Path) -> None:
+def test_storescp_has_no_cfind_so_delivery_is_unconfirmed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     bundle = make_result_bundle(tmp_path / "results", kinds=("sr",))
+    caplog.set_level(logging.INFO)
     with storescp(tmp_path / "pacs" / "in") as (_proc, port):
         report = deliver(
             bundle, "PACS", DicomDestinationSettings(ae_title="PACS", port=port), calling_ae_title="N"
         )
     assert report.delivered_sop_instance_uids == (bundle.files[0].sop_instance_uid,)
     assert report.confirmed is False and "C-FIND" in report.confirmation_detail
+    # unconfirmed is not a failure: pynetdicom's complaint about the refused query-back is INFO
+    refused = [r for r in caplog.records if r.getMessage() == "No accepted presentation contexts"]
+    assert refused and all(r.levelno == logging.INFO for r in refused)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_store_association_with_no_accepted_context_is_still_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the query-back is quieted: storescp without ``-pm +xa`` refuses LABELMAP SEG, and a
+    C-STORE association whose only context is refused still logs at ERROR."""
+    bundle = make_result_bundle(tmp_path / "results", kinds=("seg-labelmap",))
+    dest_objects = DicomDestinationSettings(ae_title="PACS", objects=["seg-labelmap"])
+    with (
+        storescp(tmp_path / "pacs" / "in", accept_labelmap=False) as (_proc, port),
+        pytest.raises((DeliveryIncomplete, DeliveryRejected)),
+    ):
+        deliver(bundle, "PACS", dest_objects.model_copy(update={"port": port}), calling_ae_title="N")
+    refused = [r for r in caplog.records if r.getMessage() == "No accepted presentation contexts"]
+    assert refused and all(r.levelno == logging.ERROR for r in refused)

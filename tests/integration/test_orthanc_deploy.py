@@ -140,12 +140,11 @@ def test_deploy_configuration_runs(tmp_path: Path) -> None:
         assert "E:" not in accepted, accepted
         stored = httpx.get(f"{base}/instances", auth=("ctnode-worker", "worker-test-pw")).json()
         assert len(stored) == 3
-        # The plugin saw the study complete (announced counts, long before StableAge 10 s) and
-        # spooled its submission while the broker is unreachable.
-        wait_until(
-            lambda: "study queued for routing (expected-instance-count" in proc.log_text(), timeout_s=20
-        )
-        wait_until(lambda: "routing submission not sent" in proc.log_text(), timeout_s=20)
+        # The plugin saw the study complete (StableAge 10 s: announced series sizes cannot say a
+        # study is complete, so ExpectedCounts is off) and spooled its submission while the
+        # broker is unreachable.
+        wait_until(lambda: "study queued for routing (orthanc-stable-study" in proc.log_text(), timeout_s=60)
+        wait_until(lambda: "routing submission not sent" in proc.log_text(), timeout_s=60)
         log = proc.log_text()
         assert "configuration:" not in log  # no empty password, no open door
         assert "worker-test-pw" not in log and str(dcmread(files[0]).PatientName) not in log

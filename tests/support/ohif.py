@@ -54,7 +54,9 @@ CHROMIUM_ARGS = [
 def ohif_dist() -> Path:
     dist = default_ohif_dist()
     if not (dist / "index.html").is_file():
-        pytest.fail(f"OHIF {OHIF_VERSION} not found at {dist}: scripts/setup fetches it (npm pack @ohif/app)")
+        pytest.fail(
+            f"OHIF {OHIF_VERSION} not found at {dist}: scripts/setup --test fetches it (npm pack @ohif/app)"
+        )
     return dist
 
 
@@ -214,7 +216,7 @@ def ohif_session(
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium missing: scripts/setup installs Debian chromium")
+        pytest.fail("/usr/bin/chromium missing: scripts/setup --test installs Debian chromium")
     credentials = (orthanc.username, orthanc.password) if orthanc.username and orthanc.password else None
     server = ViewerServer(dist=ohif_dist(), orthanc_url=orthanc.url, orthanc_credentials=credentials)
     if artifacts.exists():

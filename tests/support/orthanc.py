@@ -42,7 +42,7 @@ PYTHON_PLUGIN = PLUGIN_DIR / "libOrthancPython.so"
 def orthanc_binary() -> str:
     path = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     if path is None:
-        pytest.fail("Orthanc not found: scripts/setup installs the Debian orthanc package")
+        pytest.fail("Orthanc not found: scripts/setup --test installs the Debian orthanc package")
     return path
 
 
@@ -160,7 +160,7 @@ def orthanc(
     plugins: list[str] = []
     if dicomweb:
         if not DICOMWEB_PLUGIN.exists():
-            pytest.fail(f"{DICOMWEB_PLUGIN} missing: scripts/setup installs Debian orthanc-dicomweb")
+            pytest.fail(f"{DICOMWEB_PLUGIN} missing: scripts/setup --test installs Debian orthanc-dicomweb")
         plugins.append(str(DICOMWEB_PLUGIN))
     config: dict[str, Any] = {
         "Name": f"ctnode-test-{http_port}",
@@ -184,7 +184,7 @@ def orthanc(
     }
     if python_script is not None:
         if not PYTHON_PLUGIN.exists():
-            pytest.fail(f"{PYTHON_PLUGIN} missing: scripts/setup installs Debian orthanc-python")
+            pytest.fail(f"{PYTHON_PLUGIN} missing: scripts/setup --test installs Debian orthanc-python")
         config["Plugins"] = [*plugins, str(PYTHON_PLUGIN)]
         config["PythonScript"] = str(python_script)
     if credentials is not None:

@@ -36,7 +36,9 @@ class RedisServer:
     def __init__(self, work_dir: Path, *, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("redis-server not found: scripts/setup installs the Debian redis-server package")
+            pytest.fail(
+                "redis-server not found: scripts/setup --test installs the Debian redis-server package"
+            )
         self.binary = binary
         self.work_dir = work_dir
         self.port = port or free_port()

@@ -1,8 +1,11 @@
 """``ctnode rules``: check a rules file, dry-run the rules on a folder of DICOM files, print the schema.
 
 * ``ctnode rules check [FILE] [--config NODE_YAML]`` — validate (default: the settings' rules
-  file) against the pipelines available here and the destinations the node settings define;
-  prints ``OK`` with the rule count and digest, or every error as ``file:line``; exit 1 on error.
+  file) against the pipelines available here and the destinations the node settings define
+  (``--config``, ``$CTNODE_CONFIG``, else the ``node.yaml`` beside the rules file, else
+  ``configs/node.yaml``: so ``ctnode rules check configs/routing.yaml`` checks the shipped pair);
+  prints ``OK`` with the rule count, digest and the settings used, or every error as
+  ``file:line``; exit 1 on error.
 * ``ctnode rules test DICOM_DIR [--rules FILE] [--calling-ae AE] [--called-ae AE] [--json]`` —
   build the manifest of each study under DICOM_DIR (any layout, recursive), evaluate the rules and
   print which fire and why, which do not (with the failing condition), the selected series and the
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Collection
@@ -79,11 +83,12 @@ def rules() -> None:
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), help=_CONFIG_HELP)
 def check(file: Path | None, config: Path | None) -> None:
     """Validate a rules FILE (default: the settings' rules_file); exit 1 with every error on failure."""
-    settings = _settings(config)
+    settings, source = _settings_near(config, file)
     path = file or settings.rules_file
-    ruleset = _load(path, settings)
+    ruleset = _load(path, settings, source=source)
     enabled = sum(1 for r in ruleset.rules if r.enabled)
     click.echo(f"OK {path}: {len(ruleset.rules)} rules ({enabled} enabled), digest {ruleset.digest}")
+    click.echo(f"   pipelines and destinations checked against {source}")
 
 
 @rules.command("test")
@@ -102,8 +107,8 @@ def test_rules(
     as_json: bool,
 ) -> None:
     """Dry run: which rules fire on the study (or studies) in DICOM_DIR, and which jobs would follow."""
-    settings = _settings(config)
-    ruleset = _load(rules_file or settings.rules_file, settings)
+    settings, settings_source = _settings_near(config, rules_file)
+    ruleset = _load(rules_file or settings.rules_file, settings, source=settings_source)
     called = settings.dicom.ae_title if called_ae is None else called_ae
     scan = read_headers(dicom_dir)
     studies = group_by_study(scan.datasets)
@@ -180,7 +185,24 @@ def _settings(config: Path | None) -> Settings:
         _fail(f"invalid node settings: {exc}")
 
 
-def _load(path: Path, settings: Settings) -> RuleSet:
+def _settings_near(config: Path | None, rules_file: Path | None) -> tuple[Settings, str]:
+    """The node settings to check rules against, and where they came from.
+
+    ``--config`` or ``$CTNODE_CONFIG`` when given; else the ``node.yaml`` beside the rules file
+    (the shipped ``configs/`` pair), else ``configs/node.yaml`` under the working folder; else
+    the built-in defaults (which define no destination).
+    """
+    if config is not None or os.environ.get("CTNODE_CONFIG"):
+        return _settings(config), str(config or os.environ["CTNODE_CONFIG"])
+    candidates = [rules_file.parent / "node.yaml"] if rules_file is not None else []
+    candidates.append(Path("configs") / "node.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return _settings(candidate), str(candidate)
+    return _settings(None), "the built-in default settings (no destinations; give --config NODE_YAML)"
+
+
+def _load(path: Path, settings: Settings, *, source: str = "") -> RuleSet:
     pipelines = known_pipelines()
     try:
         return load_rules(path, known_pipelines=pipelines, known_destinations=settings.destinations.keys())
@@ -188,6 +210,8 @@ def _load(path: Path, settings: Settings) -> RuleSet:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         _hint_unavailable(exc, pipelines)
+        if source and any("unknown destination" in p.message for p in exc.problems):
+            click.echo(f"(destinations were checked against {source})", err=True)
         click.echo(f"{len(exc.problems)} error(s): rules not valid", err=True)
         sys.exit(1)
 

@@ -1,6 +1,6 @@
 """``ctnode viewer``: open Orthanc's studies (and the node's SEG/SR on them) in OHIF, by hand.
 
-OHIF 3.13 ships prebuilt in the npm package ``@ohif/app`` (its ``dist/`` folder). ``scripts/setup``
+OHIF 3.13 ships prebuilt in the npm package ``@ohif/app`` (its ``dist/`` folder). ``scripts/setup --test``
 fetches it once into ``~/.cache/ct-ai-node/ohif/<version>/dist`` (outside git; ``$CTNODE_OHIF_DIR``
 names another ``dist`` folder). :class:`ViewerServer` serves that folder and reverse-proxies
 ``/dicom-web`` and ``/wado`` to Orthanc from the same origin, so the browser needs no CORS and no
@@ -65,7 +65,7 @@ _EXTRA_TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "
 
 
 def default_ohif_dist(version: str = OHIF_VERSION) -> Path:
-    """``$CTNODE_OHIF_DIR`` or the cache folder ``scripts/setup`` fills."""
+    """``$CTNODE_OHIF_DIR`` or the cache folder ``scripts/setup --test`` fills."""
     explicit = os.environ.get(OHIF_DIR_ENV, "").strip()
     if explicit:
         return Path(explicit)
@@ -222,7 +222,7 @@ class ViewerServer(ThreadingHTTPServer):
     ) -> None:
         if not (dist / "index.html").is_file():
             raise click.ClickException(
-                f"OHIF not found at {dist}: run scripts/setup (fetches @ohif/app {OHIF_VERSION}) "
+                f"OHIF not found at {dist}: run scripts/setup --test (fetches @ohif/app {OHIF_VERSION}) "
                 f"or set {OHIF_DIR_ENV} to an OHIF dist folder"
             )
         super().__init__((host, port), _Handler)

@@ -52,8 +52,28 @@ def test_check_ok_prints_count_and_digest(node_config: Path) -> None:
     code, out, _ = run("check", "--config", str(node_config))
     assert code == 0, out
     assert out.startswith(f"OK {node_config.parent / 'routing.yaml'}: 4 rules (4 enabled), digest ")
-    digest = out.strip().rsplit(" ", 1)[1]
+    digest = out.splitlines()[0].rsplit(" ", 1)[1]
     assert len(digest) == 64 and int(digest, 16) >= 0
+    assert out.splitlines()[1].strip() == f"pipelines and destinations checked against {node_config}"
+
+
+def test_check_the_shipped_example_as_the_readme_shows_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ctnode rules check configs/routing.yaml`, no --config: the node.yaml beside it is used."""
+    code, out, err = run("check", str(REPO / "configs" / "routing.yaml"))
+    assert code == 0, out + err
+    assert f"checked against {REPO / 'configs' / 'node.yaml'}" in out
+    monkeypatch.chdir(REPO)
+    code, out, err = run("check")  # the default rules file, from the project folder
+    assert code == 0, out + err
+    # a rules file with no node settings beside it: the built-in defaults, and the hint says so
+    alone = tmp_path / "rules.yaml"
+    alone.write_text((REPO / "configs" / "routing.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("check", str(alone))
+    assert code == 1 and "unknown destination 'pacs' (known: none" in err
+    assert "checked against the built-in default settings (no destinations; give --config NODE_YAML)" in err
 
 
 def test_check_errors_exit_1_with_file_and_line(node_config: Path, tmp_path: Path) -> None:
@@ -74,12 +94,6 @@ def test_check_errors_exit_1_with_file_and_line(node_config: Path, tmp_path: Pat
     assert f"{bad}:4: rules[0].destinations: rule 'a': unknown destination 'archive'" in err
     assert f"{bad}:6: rules[1].when.series_description: rule 'b': invalid regular expression" in err
     assert "2 error(s)" in err
-
-
-def test_check_default_settings_have_no_destinations(tmp_path: Path) -> None:
-    code, _, err = run("check", str(REPO / "configs" / "routing.yaml"))
-    assert code == 1
-    assert "unknown destination 'pacs' (known: none" in err
 
 
 def test_check_reports_bad_node_settings(tmp_path: Path) -> None:
@@ -122,16 +136,16 @@ def test_test_prints_the_fired_rule_and_the_job(node_config: Path, tmp_path: Pat
     assert code == 0, out
     lines = out.splitlines()
     fired = lines.index(
-        "FIRES    ct-chest-abdomen (line 69) → pipeline unified-ct, routine, destinations [pacs]"
+        "FIRES    ct-chest-abdomen (line 70) → pipeline unified-ct, routine, destinations [pacs]"
     )
     assert lines[fired + 1].strip() == f"series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]"
     assert "✓ modality CT ∈ [CT]" in lines[fired + 2]
     assert "✓ slice thickness 1.0 mm within [0.5, 5.0]" in out
     # rules are listed in file order, fired or not
     assert (
-        lines.index("no match er-ct-stat (line 36)")
+        lines.index("no match er-ct-stat (line 37)")
         < fired
-        < lines.index("no match ct-any-fallback (line 85)")
+        < lines.index("no match ct-any-fallback (line 86)")
     )
     assert f"selected series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]: thinnest (1.0 mm) of 2 passing" in out
     # the STAT rule needs the ER calling AE: it says so

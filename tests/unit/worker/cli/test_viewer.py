@@ -78,7 +78,7 @@ def test_static_files_spa_fallback_and_no_traversal(dist: Path) -> None:
 def test_app_config_evaluates_in_javascript() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node not found (Debian nodejs, installed with npm by scripts/setup)")
+        pytest.fail("node not found (Debian nodejs, installed with npm by scripts/setup --test)")
     script = "const window = {location: {origin: 'http://127.0.0.1:9'}};\n" + app_config_js()
     script += "\nconsole.log(JSON.stringify(window.config));"
     config = json.loads(
