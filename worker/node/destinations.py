@@ -85,6 +85,16 @@ class DestinationMonitor:
         report = MonitorReport()
         waiting = self.store.deliveries_in_state((DeliveryState.WAITING,), limit=10_000)
         withdrawals = self.store.withdrawals_in_state((WithdrawalState.WAITING,), limit=10_000)
+        # A PENDING withdrawal untouched for longer than any task could take lost its message (the
+        # SQLite broker loses those of a worker killed -9): due again, like a waiting one.
+        lost_after = timedelta(
+            seconds=self.ctx.settings.queue.task_time_limit_s + self.ctx.settings.queue.retry_backoff_max_s
+        )
+        withdrawals += [
+            w.model_copy(update={"next_attempt_at": now})
+            for w in self.store.withdrawals_in_state((WithdrawalState.PENDING,), limit=10_000)
+            if now - w.updated_at > lost_after
+        ]
         statuses = self.store.destination_statuses()
         names = {d.destination for d in waiting} | {w.destination for w in withdrawals}
         for name, dest in sorted(self.ctx.settings.destinations.items()):

@@ -119,3 +119,16 @@ def test_overview_says_what_waits_for_each_destination(ctx: WorkerContext) -> No
     assert (row["state"], row["deliveries_waiting"]) == ("down", 1)
     assert "connection refused" in row["detail"]
     assert row["oldest_failure"] is not None and row["retry_window_ends"] is not None
+
+
+def test_a_withdrawal_whose_message_was_lost_is_sent_again(ctx: WorkerContext) -> None:
+    from dicom_node.identity import withdrawal_id_for
+
+    job_id = waiting_delivery(ctx)
+    ctx.store.plan_withdrawal(job_id, "pacs", by_job_id=job_id, sop_instance_uids=["1.2.3"])
+    monitor = DestinationMonitor(ctx, make_celery(ctx.settings, include=[]), prober=Peer())
+    assert (job_id, "pacs") not in monitor.run().resumed  # just planned: its message is on its way
+    report = monitor.run(now=datetime.now(UTC) + timedelta(hours=1))
+    assert (job_id, "pacs") in report.resumed
+    sent = [m for m in broker_messages(ctx.settings) if m["task"] == "worker.tasks.withdraw"]
+    assert [m["id"] for m in sent] == [withdrawal_id_for(job_id, "pacs")]
