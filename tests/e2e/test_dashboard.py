@@ -84,6 +84,16 @@ def test_dashboard_shows_a_processed_study_and_requeues_a_failure(tmp_path: Path
     store.claim(failed.job_id, "gpu-1:100:200")
     store.transition(failed.job_id, JobState.FAILED, reason="PermanentError: series has 2 slices, needs 20")
 
+    # a delivery waiting for a PACS that is down (issue 12: the dashboard shows each destination)
+    waiting = make_job(sop_uids=("1.2.3.77",), destinations=("pacs",))
+    store.create_job(waiting)
+    store.claim(waiting.job_id, "gpu-1:100:200")
+    store.record_result(waiting.job_id, make_bundle(waiting))
+    store.transition(waiting.job_id, JobState.DELIVERING, reason="delivering to pacs")
+    store.start_delivery(waiting.job_id, "pacs")
+    store.set_delivery_state(waiting.job_id, "pacs", DeliveryState.WAITING, reason="PACS down")
+    store.record_destination_health("pacs", up=False, detail="C-ECHO to PACS: connection refused")
+
     environ = {"CTNODE_ADMIN_TOKEN": ADMIN_TOKEN, "CTNODE_VIEWER_TOKEN": VIEWER_TOKEN}
     app = create_app(ctx, make_celery(settings, include=[]), auth=TokenAuth(settings.api, environ=environ))
     try:
@@ -101,6 +111,11 @@ def test_dashboard_shows_a_processed_study_and_requeues_a_failure(tmp_path: Path
             failures = page.inner_text("#failures")  # type: ignore[attr-defined]
             assert failed.job_id in failures and "needs 20" in failures and delivered not in failures
             assert "inference" in page.inner_text("#queues")  # type: ignore[attr-defined]
+            destinations = page.inner_text("#destinations")  # type: ignore[attr-defined]
+            assert "pacs (dicom)" in destinations and "down" in destinations
+            assert "connection refused" in destinations
+            state = page.inner_text(".dest-state[data-destination='pacs']")  # type: ignore[attr-defined]
+            assert state == "down"
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)  # type: ignore[attr-defined]
 
             page.click(f"button.requeue[data-job-id='{failed.job_id}']")  # type: ignore[attr-defined]
