@@ -438,3 +438,98 @@ def test_config_audit(store: JobStore) -> None:
     changes = store.config_changes()
     assert [c.what for c in changes] == ["settings", "routing.yaml"]
     assert changes[1].diff == {"rules": {"added": ["chest"]}}
+
+
+# -- deliveries that wait, destination health, withdrawals (issue 12) ------------------------------
+
+
+def _delivering(store: JobStore, *sop_uids: str) -> str:
+    job = make_job(sop_uids=sop_uids or ("1.2.3.1", "1.2.3.2"))
+    store.create_job(job)
+    store.claim(job.job_id, "w")
+    store.record_result(job.job_id, make_bundle(job))
+    store.transition(job.job_id, JobState.DELIVERING, reason="deliver")
+    return job.job_id
+
+
+def test_the_retry_window_counts_from_the_first_failure(store: JobStore) -> None:
+    job_id = _delivering(store)
+    store.start_delivery(job_id, "PACS")
+    assert store.require_delivery(job_id, "PACS").first_failed_at is None
+    failed = DeliveryReport(job_id=job_id, destination="PACS", finished_at=datetime.now(UTC))
+    first = store.record_delivery(failed, state=DeliveryState.RETRYING, error="refused").first_failed_at
+    assert first is not None
+    store.start_delivery(job_id, "PACS")
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert store.set_delivery_state(
+        job_id, "PACS", DeliveryState.WAITING, reason="down", next_attempt_at=later
+    )
+    waiting = store.require_delivery(job_id, "PACS")
+    assert waiting.first_failed_at == first and waiting.next_attempt_at == later
+    assert store.settle_deliveries(job_id) is None  # waiting is still in flight
+    # a compare-and-set: only from the expected state
+    assert not store.set_delivery_state(
+        job_id, "PACS", DeliveryState.PENDING, reason="x", expect_from={DeliveryState.RETRYING}
+    )
+    assert store.set_delivery_state(
+        job_id, "PACS", DeliveryState.PENDING, reason="resumed", expect_from={DeliveryState.WAITING}
+    )
+    assert store.require_delivery(job_id, "PACS").next_attempt_at is None
+    done = DeliveryReport(
+        job_id=job_id,
+        destination="PACS",
+        delivered_sop_instance_uids=("1.2.3",),
+        finished_at=datetime.now(UTC),
+    )
+    assert store.record_delivery(done, state=DeliveryState.DELIVERED).first_failed_at is None
+    assert [d.job_id for d in store.deliveries_in_state([DeliveryState.DELIVERED], destination="PACS")] == [
+        job_id
+    ]
+    assert store.deliveries_in_state([DeliveryState.DELIVERED], destination="other") == []
+
+
+def test_destination_health_since_moves_only_when_up_or_down_changes(store: JobStore) -> None:
+    t0 = datetime.now(UTC)
+    store.record_destination_health("PACS", up=True, detail="ok", at=t0)
+    store.record_destination_health("PACS", up=True, detail="ok again", at=t0 + timedelta(seconds=10))
+    status = store.destination_statuses()["PACS"]
+    assert status.up and status.since == t0 and status.checked_at == t0 + timedelta(seconds=10)
+    store.record_destination_health("PACS", up=False, detail="refused", at=t0 + timedelta(seconds=20))
+    status = store.destination_statuses()["PACS"]
+    assert not status.up and status.since == t0 + timedelta(seconds=20) and status.detail == "refused"
+
+
+def test_withdrawals_and_the_chain_of_superseded_jobs(store: JobStore) -> None:
+    first = _delivering(store, "1.2.3.1")
+    second = _delivering(store, "1.2.3.2")
+    third = _delivering(store, "1.2.3.3")
+    store.mark_superseded([first], by_job_id=second, reason="late")
+    store.mark_superseded([second], by_job_id=third, reason="late")
+    assert [r.job_id for r in store.superseded_by_chain(third)] == [first, second]
+    assert store.superseded_by_chain(first) == []
+    record, created = store.plan_withdrawal(first, "PACS", by_job_id=third, sop_instance_uids=["1.2", "1.3"])
+    assert created and record.state.value == "pending" and record.sop_instance_uids == ("1.2", "1.3")
+    assert store.plan_withdrawal(first, "PACS", by_job_id=third, sop_instance_uids=[])[1] is False
+    from dicom_node.jobs.states import WithdrawalState
+
+    store.update_withdrawal(
+        first, "PACS", WithdrawalState.PENDING, detail="refused", failing=True, attempted=True
+    )
+    waiting = store.update_withdrawal(first, "PACS", WithdrawalState.WAITING, detail="down")
+    assert waiting.first_failed_at is not None and waiting.attempts == 1
+    done = store.update_withdrawal(
+        first, "PACS", WithdrawalState.DONE, detail="ok", method="delete", attempted=True
+    )
+    assert done.method == "delete" and done.attempts == 2
+    assert [w.job_id for w in store.withdrawals_by(third)] == [first]
+    assert store.withdrawals_in_state([WithdrawalState.DONE])[0].job_id == first
+    detail = store.job_detail(first)
+    assert detail is not None and [w.destination for w in detail.withdrawals] == ["PACS"]
+
+
+def test_real_work_waiting_leaves_shadow_jobs_out(store: JobStore) -> None:
+    shadow = make_job(sop_uids=("9.9",)).model_copy(update={"shadow": True, "destinations": ()})
+    store.create_job(shadow)
+    assert store.real_work_waiting() == 0
+    store.create_job(make_job(sop_uids=("9.8",)))
+    assert store.real_work_waiting() == 1
