@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node.contracts import AnalysisResult, ResultFile
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import initial_character_set
 from dicom_node.results.coding import FINDING_COLOR_RGB, cielab, code_string, segment_color
 from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelStats
@@ -92,6 +93,7 @@ def build_gsps(
     content_label: str = "AI_ANNOTATIONS",
     series_description: str = "",
     content_datetime: datetime | None = None,
+    character_set: str | None = None,
 ) -> hd.pr.GrayscaleSoftcopyPresentationState:
     """The GSPS for ``analysis`` over ``sources`` (headers in volume order)."""
     layers: list[hd.pr.GraphicLayer] = []
@@ -223,6 +225,7 @@ def build_gsps(
             hd.pr.SoftcopyVOILUTTransformation(window_center=centre, window_width=width)
         ],
         modality_lut_transformation=modality_lut,
+        specific_character_set=character_set or initial_character_set(first),
     )
     copy_body_part(gsps, first)
     if series_description:
@@ -250,5 +253,6 @@ def encode_gsps(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[Result
         manufacturer=inputs.manufacturer,
         series_description=inputs.series_description(kind),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
     return [save_dataset(kind, gsps, inputs.out_dir / f"{kind.role}.dcm")]

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from dicom_node.contracts import AnalysisResult, ResultFile
 from dicom_node.errors import PermanentError
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import initial_character_set
 from dicom_node.results.gsps import segment_caption
 from dicom_node.results.inputs import EncodeInputs, save_dataset
 from dicom_node.results.labels import LabelStats
@@ -56,6 +57,7 @@ def build_sc_images(
     series_number: int,
     manufacturer: str,
     content_datetime: datetime | None = None,
+    character_set: str | None = None,
 ) -> list[hd.sc.SCImage]:
     """One SC image per key slice; ``sop_instance_uid_for(slice_index)`` names each instance."""
     keys = key_slices_for(stats, analysis, hu.shape[0])
@@ -96,6 +98,7 @@ def build_sc_images(
             pixel_spacing=volume.pixel_spacing_mm,  # type: ignore[arg-type]
             patient_orientation=(row_letter, column_letter),
             transfer_syntax_uid="1.2.840.10008.1.2.1",
+            specific_character_set=character_set or initial_character_set(source.dataset),
         )
         _describe(image, source.dataset, source.frame_numbers, slice_number=k + 1)
         stamp_datetime(image, content_datetime or datetime.now())
@@ -149,6 +152,7 @@ def encode_sc(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFi
         series_number=kind.series_number,
         manufacturer=inputs.manufacturer,
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
     return [
         save_dataset(kind, image, inputs.out_dir / f"{kind.role}-{number:03d}.dcm")

@@ -38,6 +38,7 @@ from dicom_node.contracts import ResultFile, SegmentDescription
 from dicom_node.errors import PermanentError
 from dicom_node.result_kinds import ResultKind
 from dicom_node.results import explicit_vr as ev
+from dicom_node.results.charset import declare_character_set, initial_character_set
 from dicom_node.results.coding import cielab, code_string, coded, segment_color
 from dicom_node.results.inputs import AlgorithmIdentity, EncodeInputs, SkipKind, atomic_write
 from dicom_node.results.labels import LabelStats, as_label_map, label_stats
@@ -81,6 +82,9 @@ class SegSeries:
     tracking_uids: Mapping[int, str] | None = None
     dimension_organization_uid: str | None = None
     content_datetime: datetime | None = None
+    # Specific Character Set highdicom declares; None: from the first source (results.charset).
+    # The written object's (0008,0005) is then settled from its text (declare_character_set).
+    character_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ def _highdicom_seg(
         ),
         transfer_syntax_uid=transfer_syntax_uid,
         omit_empty_frames=True,
+        specific_character_set=series.character_set or initial_character_set(source_images[0]),
     )
     _finish(
         seg,
@@ -274,6 +279,7 @@ def write_seg(
         # highdicom end to end: LABELMAP (one frame per slice), Enhanced CT sources, or an empty map
         # (highdicom then encodes empty frames, since a SEG needs at least one).
         seg = build_seg(sources, labelmap, segments, seg_type=seg_type, series=series)
+        declare_character_set(seg)
         ev.write_file(out, seg)
         return SegInfo(
             sop_class_uid=str(seg.SOPClassUID),
@@ -320,6 +326,7 @@ def _write_binary_fast(
         # highdicom's position index runs against the slice normal: last slice first.
         frames.extend((segment_number, int(k)) for k in stats.slices_with(segment_number)[::-1])
     skeleton.NumberOfFrames = len(frames)
+    declare_character_set(skeleton)  # the per-frame items written below are ASCII only
 
     # Elements are written in tag order: pydicom writes the small ones, this module the big sequences.
     source_items = [
@@ -452,6 +459,7 @@ def _encode_seg(inputs: EncodeInputs, kind: ResultKind, seg_type: SegType) -> Re
         tracking_uids=inputs.tracking_uids,
         dimension_organization_uid=inputs.uid(f"{kind.role}-dimension-organization"),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
     written: list[SegInfo] = []
     atomic_write(

@@ -54,6 +54,7 @@ from dicom_node.contracts import (
     SnippetLocation,
 )
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import initial_character_set
 from dicom_node.results.coding import CT_PROCEDURE, UCUM_HU, UCUM_ML, UCUM_MM, coded, long_string
 from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelBox, LabelStats
@@ -189,6 +190,7 @@ def build_sr(
     series_description: str = "",
     content_datetime: datetime | None = None,
     reference_document: bool = False,
+    character_set: str | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The TID 1500 report for ``analysis`` over ``sources`` (headers in volume order).
 
@@ -276,6 +278,7 @@ def build_sr(
         "manufacturer": manufacturer,
         "is_complete": True,
         "is_final": False,  # not verified by a person (PS3.3 C.17.2: VerificationFlag UNVERIFIED)
+        "specific_character_set": character_set or initial_character_set(sources[0]),
     }
     root = report[0]
     if reference_document:
@@ -544,5 +547,6 @@ def _encode(
         include_volumetric_groups=include_volumetric_groups,
         series_description=inputs.series_description(kind),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
     return save_dataset(kind, sr, inputs.out_dir / f"{kind.role}.dcm")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,15 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.uid import JPEGLSLossless
 
 from dicom_node.contracts import ResultRole
 from dicom_node.imaging.reader import load_series
 from tests.support.dcmtk import dciodvfy_errors, dciodvfy_path
 from tests.unit.dicom_node.imaging.cases import write_case
-from tests.unit.dicom_node.results.cases import UID_ROOT, Case, make_case
+from tests.unit.dicom_node.results.cases import UID_ROOT, Case, analysis, make_case
 from tests.unit.dicom_node.results.conftest import ALL_ROLES, Encoded, encode
 
 pytestmark = pytest.mark.integration
@@ -254,3 +257,99 @@ def _concept(code: str) -> pydicom.Dataset:
     concept.CodeValue = code
     item.ConceptNameCodeSequence = [concept]
     return item
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world sources (issue 12 items 2-4): foreign character sets and defective headers
+# ---------------------------------------------------------------------------------------------
+
+
+def _defects(ds: pydicom.Dataset) -> None:
+    """What real CTs from other sites carry: each is a dciodvfy error or warning in the source."""
+    ds.SpecificCharacterSet = ""
+    ds.BodyPartExamined = "knee"  # lower case, and a paired structure ...
+    if "Laterality" in ds:
+        del ds.Laterality  # ... without Laterality
+    ds.PatientSex = "male"
+    ds.StudyDate = "2020-01-02"
+    ds.StudyTime = "12:30:00"
+    ds.PatientBirthDate = "19701332"
+    ds.AccessionNumber = "ACC-0123456789-XYZ"  # SH holds 16
+    ds.StudyID = "STUDY-ID-TOO-LONG-42"
+    ds.PatientAge = "45"
+    # a DS pydicom cannot even parse: written as raw bytes
+    ds._dict[BaseTag(0x00101030)] = RawDataElement(BaseTag(0x00101030), "DS", 8, b"seventy ", 0, False, True)
+    ds.ReferringPhysicianName = "Dr\\Who"
+    ds.InstitutionName = "General Hospital\r\nNorth Wing " + "x" * 70
+    ds.Manufacturer = "Vendor\\Inc"
+    ds.ClinicalTrialSponsorName = "Sponsor only (the module's other Type 1 attributes are missing)"
+    other = pydicom.Dataset()
+    other.PatientID = "X" * 80
+    ds.OtherPatientIDsSequence = [other]
+
+
+def _foreign(name: str, charset: object) -> object:
+    def apply(ds: pydicom.Dataset) -> None:
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        ds.StudyDescription = name.split("=")[-1]
+
+    return apply
+
+
+SOURCE_VARIANTS = {
+    "defective": _defects,
+    "japanese-iso2022": _foreign(
+        "Yamada^Tarou=\u5c71\u7530^\u592a\u90ce=\u3084\u307e\u3060^\u305f\u308d\u3046", ["", "ISO 2022 IR 87"]
+    ),
+    "korean-iso2022": _foreign(
+        "Hong^Gildong=\u6d2a^\u5409\u6d1e=\ud64d^\uae38\ub3d9", ["", "ISO 2022 IR 149"]
+    ),
+    "chinese-gb18030": _foreign("Wang^XiaoDong=\u738b^\u5c0f\u4e1c", "GB18030"),
+    "latin1": _foreign("Buc^J\u00e9r\u00f4me", "ISO_IR 100"),
+    "utf8": _foreign("Wang^XiaoDong=\u738b^\u5c0f\u6771", "ISO_IR 192"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SOURCE_VARIANTS))
+def test_results_are_dciodvfy_clean_whatever_the_source(tmp_path: Path, variant: str) -> None:
+    """Every result object passes dciodvfy even when the source CT does not, and its text
+    (the source's patient name, the node's "−" and "×") reads back as written."""
+    case = make_case(tmp_path, shape=(6, 32, 40))
+    sources = []
+    for path in case.paths:
+        ds = pydicom.dcmread(path)
+        SOURCE_VARIANTS[variant](ds)  # type: ignore[operator]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.save_as(path)
+        sources.append(pydicom.dcmread(path, stop_before_pixels=True))
+    case.sources = sources
+    if variant == "defective":
+        assert dciodvfy_errors(case.paths[0])  # the source itself is not clean
+    text = "Body: 3334 mL, mean \u2212874 HU, 8 \u00d7 7 mm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected_name = str(sources[0].PatientName)
+    result = encode(
+        case,
+        tmp_path / "out",
+        roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, ResultRole.SR_PLANAR),
+        analysis=analysis(case).model_copy(update={"summary": text, "descriptions": (text,)}),
+    )
+    errors = {Path(f.path).name: dciodvfy_errors(Path(f.path)) for f in result.bundle.files}
+    assert {name: e for name, e in errors.items() if e} == {}
+    for record in result.bundle.files:
+        ds = pydicom.dcmread(record.path)
+        assert str(ds.PatientName) == expected_name, record.role
+        if record.role == ResultRole.SR:
+            texts = [i.TextValue for i in _walk(ds) if "TextValue" in i]
+            assert text in texts
+
+
+def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    out = []
+    for item in ds.get("ContentSequence", []):
+        out.append(item)
+        out.extend(_walk(item))
+    return out
