@@ -96,7 +96,9 @@ def encode_results(
     n_labels = max((s.segment_number for s in analysis.segments), default=0)
     try:
         labelmap = as_label_map(labelmap)
-        stats = label_stats(labelmap, n_labels)
+        stats = label_stats(
+            labelmap, n_labels, {s.segment_number: s.contains for s in analysis.segments if s.contains}
+        )
     except ValueError as exc:
         raise PermanentError(f"label map does not match the described segments: {exc}") from exc
     inputs = EncodeInputs(

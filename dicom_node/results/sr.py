@@ -56,8 +56,18 @@ from dicom_node.contracts import (
 from dicom_node.result_kinds import ResultKind
 from dicom_node.results.charset import initial_character_set
 from dicom_node.results.coding import CT_PROCEDURE, UCUM_HU, UCUM_ML, UCUM_MM, coded, long_string
+from dicom_node.results.figures import (
+    SegmentFigures,
+    clamp_slice,
+    clipped_box,
+    finding_line,
+    image_label,
+    segment_figures,
+    snippet_centre,
+)
 from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelBox, LabelStats
+from dicom_node.results.outline import trace_outline
 from dicom_node.results.provenance import stamp_datetime, uuid_uid
 from dicom_node.results.sources import SourceVolume
 
@@ -201,44 +211,43 @@ def build_sr(
     algorithm = hd.sr.AlgorithmIdentification(
         name=analysis.algorithm_name, version=analysis.algorithm_version
     )
-    measured = {m.segment_number: m for m in analysis.measurements}
+    figures = segment_figures(stats, analysis, volume)
     groups: list[
         hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
         | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
 
-    for segment in analysis.segments:
-        group = _segment_planar_group(segment, stats, volume=volume, algorithm=algorithm, make_uid=make_uid)
+    # Findings first (what the radiologist looks for), then snippets, then the organs.
+    for index, finding in enumerate(analysis.findings):
+        group = _finding_group(index, finding, volume=volume, algorithm=algorithm, make_uid=make_uid)
         if group is not None:
             groups.append(group)
-    for index, finding in enumerate(analysis.findings):
-        groups.append(_finding_group(index, finding, volume=volume, algorithm=algorithm, make_uid=make_uid))
     for index, snippet in enumerate(analysis.snippets):
         groups.append(_snippet_group(index, snippet, volume=volume, algorithm=algorithm, make_uid=make_uid))
+    for figure in figures:
+        if not figure.segment.diffuse:  # a region only where it means something (issue 14)
+            groups.append(
+                _segment_planar_group(figure, stats, volume=volume, algorithm=algorithm, make_uid=make_uid)
+            )
     if include_volumetric_groups and seg is not None:
-        for segment in analysis.segments:
-            box = stats.box(segment.segment_number)
-            if box is None:
-                continue
+        # Every structure as measurement rows referencing its SEG segment; compact ones also get
+        # their 3D bounding box (for a whole-body structure a box says nothing).
+        for figure in figures:
+            segment = figure.segment
             tracking_uid = tracking_uids[segment.segment_number]
             groups.append(
                 _segment_volumetric_group(
-                    segment,
-                    box,
-                    voxel_count=stats.voxel_count(segment.segment_number),
-                    measurement=measured.get(segment.segment_number),
-                    volume=volume,
-                    seg=seg,
-                    algorithm=algorithm,
-                    tracking_uid=tracking_uid,
+                    figure, volume=volume, seg=seg, algorithm=algorithm, tracking_uid=tracking_uid
                 )
             )
-            groups.append(
-                _segment_box_group(
-                    segment, box, volume=volume, algorithm=algorithm, tracking_uid=tracking_uid
+            box = stats.box(segment.segment_number)
+            if not segment.diffuse and box is not None:
+                groups.append(
+                    _segment_box_group(
+                        segment, box, volume=volume, algorithm=algorithm, tracking_uid=tracking_uid
+                    )
                 )
-            )
 
     if not groups:
         # Nothing found. highdicom needs a measurement group (TID 1500 allows Qualitative
@@ -260,6 +269,9 @@ def build_sr(
         title=codes.DCM.ImagingMeasurementReport,
     )
     texts = [_text(analysis.summary, IMPRESSION)] if analysis.summary else []
+    # Every structure's figures in words, as the SEG, GSPS and PDF say them; then the pipeline's
+    # other remarks (detections, prompts it could not serve).
+    texts += [_text(f.line) for f in figures]
     texts += [_text(t) for t in analysis.descriptions if t]
     if texts:
         evaluations = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
@@ -345,38 +357,52 @@ def _stub(source: Dataset, seg: SegReference) -> Dataset:
 
 
 def _segment_planar_group(
-    segment: SegmentDescription,
+    figure: SegmentFigures,
     stats: LabelStats,
     *,
     volume: SourceVolume,
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
-    key = stats.key_slice(segment.segment_number)
-    box = stats.box(segment.segment_number)
-    if key is None or box is None:
-        return None
-    footprint = stats.footprint(segment.segment_number, key)
-    assert footprint is not None
-    row0, column0, row1, column1 = footprint
-    spacing_row, spacing_column = volume.pixel_spacing_mm
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """A compact structure on its key slice: its outline (the largest piece, along the SEG's pixel
+    edges), its volume and attenuation, and itself as finding site, which is what OHIF labels the
+    drawing with (OHIF 3.13 reads NUM items, then the first SCT 363698007 Finding Site)."""
+    segment = figure.segment
+    key = figure.key_slice
+    assert key is not None
+    outline = trace_outline(stats.mask(segment.segment_number, key))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=make_uid(f"sr-segment-{segment.segment_number}-key-slice"),
-            identifier=long_string(f"{segment.label} key slice"),
+            identifier=long_string(figure.name),
         ),
-        referenced_region=_region(volume, key, "POLYLINE", rectangle_pixels(row0, column0, row1, column1)),
+        referenced_region=_region(volume, key, "POLYLINE", outline.astype(np.float32)),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
+        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
         algorithm_id=algorithm,
-        measurements=[
-            _length(WIDTH, (column1 - column0 + 1) * spacing_column, None, volume),
-            _length(DEPTH, (row1 - row0 + 1) * spacing_row, None, volume),
-        ],
+        measurements=_figures_measurements(figure, volume),
     )
-    if segment.description:
-        _append(group, _text(segment.description))
+    _append(group, _text(figure.line))
     return group
+
+
+def _figures_measurements(figure: SegmentFigures, volume: SourceVolume) -> list[hd.sr.Measurement]:
+    """Volume (sum of the SEG's voxels) and mean/SD attenuation: the numbers every object shows."""
+    out = [
+        hd.sr.Measurement(name=VOLUME, value=round(figure.volume_ml, 3), unit=UCUM_ML, method=SUM_OF_VOXELS)
+    ]
+    if figure.mean_hu is not None:
+        out.append(
+            hd.sr.Measurement(name=ATTENUATION, value=round(figure.mean_hu, 1), unit=UCUM_HU, derivation=MEAN)
+        )
+    if figure.std_hu is not None:
+        out.append(
+            hd.sr.Measurement(
+                name=ATTENUATION, value=round(figure.std_hu, 1), unit=UCUM_HU, derivation=STANDARD_DEVIATION
+            )
+        )
+    return out
 
 
 def _segment_box_group(
@@ -412,13 +438,17 @@ def _finding_group(
     volume: SourceVolume,
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    slice0, row0, column0, slice1, row1, column1 = finding.box_voxels
-    box = LabelBox(slice0, row0, column0, slice1, row1, column1)
-    key = min(max(finding.key_slice_index, 0), len(volume.slices) - 1)
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
+    """A detection: its box on its key slice (cut to the image), width/depth/height and mean HU
+    (at most four values, so OHIF's five-line label still shows the finding site), the sentence."""
+    clipped = clipped_box(finding.box_voxels, volume)
+    if clipped is None:
+        return None
+    row0, column0, row1, column1 = clipped
+    slice0, _, _, slice1, _, _ = finding.box_voxels
+    box = LabelBox(slice0, *finding.box_voxels[1:3], slice1, *finding.box_voxels[4:6])
+    key = clamp_slice(finding.key_slice_index, volume)
     measurements = [_length(name, value, None, volume) for name, value, _ in box_extents(volume, box)]
-    if finding.volume_ml is not None:
-        measurements.append(hd.sr.Measurement(name=VOLUME, value=round(finding.volume_ml, 3), unit=UCUM_ML))
     measurements.extend(_attenuation(None, mean_hu=finding.mean_hu))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
@@ -431,7 +461,14 @@ def _finding_group(
         algorithm_id=algorithm,
         measurements=measurements,
     )
-    _append(group, _text(f"{finding.text} (score {finding.score:.2f})" if finding.text else finding.label))
+    _append(
+        group,
+        _text(
+            f"{finding.text} ({finding_line(finding, volume)})"
+            if finding.text
+            else finding_line(finding, volume)
+        ),
+    )
     return group
 
 
@@ -443,10 +480,8 @@ def _snippet_group(
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    key = min(max(snippet.slice_index, 0), len(volume.slices) - 1)
-    _, row, column = volume.to_index(snippet.point_lps_mm)
-    row = float(np.clip(row + 0.5, 0, volume.rows))  # voxel centre → pixel-edge coordinates
-    column = float(np.clip(column + 0.5, 0, volume.columns))
+    key = clamp_slice(snippet.slice_index, volume)
+    column, row = snippet_centre(snippet, volume)  # voxel centre → pixel-edge coordinates
     radius_px = SNIPPET_RADIUS_MM / volume.pixel_spacing_mm[1]
     circle = np.array([[column, row], [min(column + radius_px, volume.columns), row]], dtype=np.float32)
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -456,30 +491,21 @@ def _snippet_group(
         referenced_region=_region(volume, key, "CIRCLE", circle),
         algorithm_id=algorithm,
     )
-    _append(group, _text(f"{snippet.text} (localised to image {key + 1}, score {snippet.score:.2f})"))
+    _append(
+        group, _text(f"{snippet.text} (localised to {image_label(volume, key)}, score {snippet.score:.2f})")
+    )
     return group
 
 
 def _segment_volumetric_group(
-    segment: SegmentDescription,
-    box: LabelBox,
+    figure: SegmentFigures,
     *,
-    voxel_count: int,
-    measurement: SegmentMeasurement | None,
     volume: SourceVolume,
     seg: SegReference,
     algorithm: hd.sr.AlgorithmIdentification,
     tracking_uid: str,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    measurements = [
-        hd.sr.Measurement(
-            name=VOLUME,
-            value=round(voxel_count * volume.voxel_volume_ml, 3),
-            unit=UCUM_ML,
-            method=SUM_OF_VOXELS,
-        ),
-        *_attenuation(measurement),
-    ]
+    segment = figure.segment
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid, identifier=long_string(segment.tracking_id)
@@ -492,11 +518,11 @@ def _segment_volumetric_group(
         ),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
+        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
         algorithm_id=algorithm,
-        measurements=measurements,
+        measurements=_figures_measurements(figure, volume),
     )
-    if segment.description:
-        _append(group, _text(segment.description))
+    _append(group, _text(figure.line))
     return group
 
 
