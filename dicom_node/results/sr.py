@@ -60,6 +60,7 @@ from dicom_node.results.figures import (
     SegmentFigures,
     clamp_slice,
     clipped_box,
+    display_name,
     finding_line,
     image_label,
     segment_figures,
@@ -272,7 +273,8 @@ def build_sr(
     # Every structure's figures in words, as the SEG, GSPS and PDF say them; then the pipeline's
     # other remarks (detections, prompts it could not serve).
     texts += [_text(f.line) for f in figures]
-    texts += [_text(t) for t in analysis.descriptions if t]
+    replaced = tuple(f"{display_name(s)}:" for s in analysis.segments)
+    texts += [_text(t) for t in analysis.descriptions if t and not t.startswith(replaced)]
     if texts:
         evaluations = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
         evaluations.ContentSequence = DicomSequence(texts)
