@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataelem import RawDataElement
@@ -35,6 +36,8 @@ from tests.support.dcmtk import dciodvfy_errors, dciodvfy_path
 from tests.unit.dicom_node.imaging.cases import write_case
 from tests.unit.dicom_node.results.cases import UID_ROOT, Case, analysis, make_case
 from tests.unit.dicom_node.results.conftest import ALL_ROLES, Encoded, encode
+
+SUMMARY_ROLES = (ResultRole.PDF, ResultRole.SC_SUMMARY, ResultRole.KOS_KEY_IMAGES)
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +55,7 @@ class Study:
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("validators")
     case = make_case(root, geometry="oblique", shape=(12, 64, 80))
-    full = encode(case, root / "full", roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP))
+    full = encode(case, root / "full", roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, *SUMMARY_ROLES))
     planar = encode(case, root / "planar", roles=(ResultRole.SR_PLANAR,))
     return Study(case=case, full=full, planar=planar)
 
@@ -69,7 +72,9 @@ def test_dciodvfy_finds_no_error_in_the_results(study: Study) -> None:
         "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
         "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
         "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
-        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (overlay and summary page)
+        "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+        "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection Document
     }
     errors = {p.name: dciodvfy_errors(p) for p in paths}
     assert {name: e for name, e in errors.items() if e} == {}
@@ -334,7 +339,7 @@ def test_results_are_dciodvfy_clean_whatever_the_source(tmp_path: Path, variant:
     result = encode(
         case,
         tmp_path / "out",
-        roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, ResultRole.SR_PLANAR),
+        roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, ResultRole.SR_PLANAR, *SUMMARY_ROLES),
         analysis=analysis(case).model_copy(update={"summary": text, "descriptions": (text,)}),
     )
     errors = {Path(f.path).name: dciodvfy_errors(Path(f.path)) for f in result.bundle.files}
@@ -353,3 +358,39 @@ def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
         out.append(item)
         out.extend(_walk(item))
     return out
+
+
+def test_the_pdf_summary_renders_with_its_table_and_key_images(study: Study, tmp_path: Path) -> None:
+    """poppler (Debian poppler-utils) reads the Encapsulated PDF: its text has the findings table,
+    each structure's figures and the warning; its page has the coloured key-image thumbnails."""
+    ds = pydicom.dcmread(study.full.out_dir / "pdf.dcm")
+    pdf_path = tmp_path / "summary.pdf"
+    pdf_path.write_bytes(bytes(ds.EncapsulatedDocument)[: int(ds.EncapsulatedDocumentLength)])
+    text = subprocess.run(
+        [_require("pdftotext"), "-layout", str(pdf_path), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    finding = study.full.analysis.findings[0]
+    assert "Findings" in text and finding.label in text and "6 \u00d7 5 \u00d7 4 mm" in text
+    assert "Structures" in text and "Liver" in text and "Spleen" in text
+    assert "NOT FOR DIAGNOSIS" in text and "ct-anatomy-basic 1.0.0" in text
+    assert "Key images" in text and "series 1, image" in text
+    sr_texts = [
+        str(i.TextValue) for i in _walk(pydicom.dcmread(study.full.out_dir / "sr.dcm")) if "TextValue" in i
+    ]
+    liver_line = next(t for t in sr_texts if t.startswith("Liver: "))
+    volume = liver_line.split(": ")[1].split(",")[0]  # "3.4 mL": the SR's number is the PDF's
+    assert volume in text
+    out = subprocess.run(
+        [_require("pdftoppm"), "-r", "50", "-png", str(pdf_path), str(tmp_path / "page")],
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    from PIL import Image
+
+    (page_path,) = sorted(tmp_path.glob("page*.png"))
+    page = np.asarray(Image.open(page_path).convert("RGB")).astype(int)
+    assert page.shape[0] > page.shape[1]  # one A4 portrait page
+    dark = (page.sum(axis=2) < 150).sum()
+    colourful = (np.ptp(page, axis=2) > 60).sum()
+    assert dark > 2000 and colourful > 200  # the CT thumbnails and their coloured outlines
