@@ -1,15 +1,22 @@
 """Grayscale Softcopy Presentation State (PS3.3 A.33.1) with the AI annotations, built with highdicom.
 
-For PACS viewers that show presentation states but not SEG: on each structure's key slice (the
-slice where it has most voxels) its outline (closed POLYLINE along the pixel edges of the SEG's own
-voxels) and a text "label: width x depth mm, volume mL"; on each detection's key slice its box
-(closed POLYLINE) and its sentence; each localised report snippet as a small circle with its text.
+For PACS viewers that show presentation states but not SEG: on each compact structure's key slice
+(where it has most voxels) the outline of every piece of it (closed POLYLINEs along the pixel
+edges of the SEG's own voxels, so within a pixel of the SEG's contour) and its figures — the same
+line as the SR and the PDF (results.figures), anchored on the structure itself (its interior
+point), hence inside the body; on each detection's key slice its box, cut to the image, and its
+line, anchored inside the box and the body; each localised report snippet as a small circle with
+its text. Whole-body structures (body, bone, both lungs: ``SegmentDescription.diffuse``) are not
+drawn: an outline of the skin or of every bone says nothing; their figures are in the SR and PDF.
 
 Rules kept (dicom-notes.md, PS3.3 C.10.5):
-* GraphicData is (column, row) in PIXEL units, (0,0) = top-left corner of the top-left pixel.
+* GraphicData is (column, row) in PIXEL units, (0,0) = top-left corner of the top-left pixel, and
+  every graphic lies within its image (highdicom refuses anything outside; a detection box reaching
+  past the image edge failed the whole job before).
 * One GraphicAnnotation per (layer, image): all its images are in the one source series.
 * A graphic layer per structure coloured like its SEG segment, one for detections, one for snippets.
-* BodyPartExamined is copied from the CT (else dciodvfy asks for Laterality).
+* BodyPartExamined is copied from the CT, cleaned; Laterality where dciodvfy asks (results.carried).
+* Text is ASCII typography ("-", "x"): DCMTK's dcmpschk rejects other characters in ST values.
 * The presentation applies to every image of the series, with the series' first window preset.
 """
 

@@ -1,31 +1,31 @@
 """TID 1500 Measurement Report as a Comprehensive 3D SR (PS3.16 TID 1500), built with highdicom.
 
-Content, under the "Imaging Measurements" container:
+Content, under the "Imaging Measurements" container, findings first (issue 14):
 
-* **Planar groups (TID 1410), always** — what viewers show. For every segment, a closed POLYLINE
-  rectangle (SCOORD, pixel coordinates (column, row), PS3.3 C.18.6.1.1) around the segment on its
-  key slice (the slice where it has most voxels), with the box width and depth in mm. For every
-  detection (``BoxFinding``), its box on its key slice with its 3D size, volume and mean HU where
-  known. For every localised report snippet, a CIRCLE (radius 5 mm) around the localised point on
-  its slice. Each SCOORD carries the IMAGE reference of its slice.
-* **Volumetric groups (TID 1411), optional** — one per segment with voxels, referencing the SEG
-  segment (exactly one of region / surface / segment, as TID 1411 requires). Measurements: volume
-  (mL, sum of segmented voxels, computed here from the label map and the source geometry so it
-  matches the SEG it points at), mean and standard deviation of attenuation (HU, from the
-  pipeline's measurements).
-  *The 3D bounding box* follows in a TID 1501 group with the same tracking identifier (TID 1411
-  measurements may not carry coordinates): three length measurements — Width (along the image
-  rows' direction, i.e. across columns), Depth (along the columns' direction, down the rows) and
-  Height (along the slice normal) — each INFERRED FROM an SCOORD3D POLYLINE of two points: the
-  box's first corner and the far end of that edge, in LPS mm of the source Frame of Reference.
-  Corner + the three edges give the whole box (edge to edge around the voxels).
-  OHIF 3.13 crashes on groups without image coordinates (dicom-notes.md), so the "viewer-safe"
-  profile (result kind "sr-planar") leaves them out.
+* **Detections (TID 1410)**: the box on its key slice (cut to the image), width/depth/height and
+  mean HU, the finding site, the sentence. At most four numbers, because OHIF 3.13 labels a
+  drawing with its first five NUM/finding-site lines (OHIF's cornerstone-dicom-sr
+  ``_processTID1410Measurement``: NUM items, then the first SCT 363698007 Finding Site).
+* **Localised report snippets (TID 1410)**: a CIRCLE (radius 5 mm) around the point, on its slice.
+* **Compact structures (TID 1410)**: the outline of the structure on its key slice (largest
+  piece, along the SEG's pixel edges), its volume and attenuation — the figures of
+  results.figures — and itself as finding site, so the viewer names the drawing.
+  Whole-body structures (``SegmentDescription.diffuse``: body, bone, both lungs, vertebrae) get no
+  region: a box from arm to arm means nothing.
+* **Every structure as measurement rows (TID 1411), in the "sr" kind**: referencing its SEG segment
+  (exactly one of region / surface / segment, as TID 1411 requires), volume (sum of the SEG's voxels,
+  with the structures it contains), mean/SD attenuation, its line as a Comment; a compact one also
+  gets its 3D bounding box in a TID 1501 group with the same tracking identifier: Width, Depth,
+  Height, each INFERRED FROM an SCOORD3D POLYLINE (corner + far end of the edge, LPS mm).
+  OHIF 3.13's SR loader reads ``coords[0]`` of every group (cornerstone-dicom-sr); groups without
+  image coordinates have crashed it (OHIF issue 3390, dicom-notes.md) or been skipped with a
+  warning (deploy/orthanc/README.md), so the "sr-planar" kind leaves these out and carries the
+  whole-body figures as text only.
 * Free text: highdicom has no API for TEXT in measurement groups, so each group gets a TEXT item
-  "Comment" (DCM 121106) appended: the segment's description or the finding's sentence. (Not
-  "Finding" (DCM 121071): that concept is the group's coded finding type.) The report summary
-  ("Impression", DCM 121073) and the model's one-line descriptions ("Comment") go into a
-  "Qualitative Evaluations" container (UMLS C0034375, TID 1500 row 12) as TEXT items.
+  "Comment" (DCM 121106) appended. The report summary ("Impression", DCM 121073), each structure's
+  line and the pipeline's other remarks ("Comment") go into a "Qualitative Evaluations" container
+  (UMLS C0034375, TID 1500 row 12); the pipeline's own line for a structure is replaced by the
+  encoders', which counts the SEG's voxels.
 
 UIDs: every tracking UID comes from ``uid_for(role)`` (the bundle derives them from the job id);
 segment groups reuse the SEG segment's Tracking UID so a reader can join SR and SEG.
@@ -383,13 +383,17 @@ def _segment_planar_group(
         finding_category=coded(segment.category),
         finding_sites=[hd.sr.FindingSite(coded(segment.type))],
         algorithm_id=algorithm,
-        measurements=_figures_measurements(figure, volume),
+        # volume and mean only: a viewer prints every NUM as "Attenuation Coefficient: ..." and
+        # cannot tell mean from SD (the SD is in the text and the measurement rows)
+        measurements=_figures_measurements(figure, volume, with_sd=False),
     )
     _append(group, _text(figure.line))
     return group
 
 
-def _figures_measurements(figure: SegmentFigures, volume: SourceVolume) -> list[hd.sr.Measurement]:
+def _figures_measurements(
+    figure: SegmentFigures, volume: SourceVolume, *, with_sd: bool = True
+) -> list[hd.sr.Measurement]:
     """Volume (sum of the SEG's voxels) and mean/SD attenuation: the numbers every object shows."""
     out = [
         hd.sr.Measurement(name=VOLUME, value=round(figure.volume_ml, 3), unit=UCUM_ML, method=SUM_OF_VOXELS)
@@ -398,7 +402,7 @@ def _figures_measurements(figure: SegmentFigures, volume: SourceVolume) -> list[
         out.append(
             hd.sr.Measurement(name=ATTENUATION, value=round(figure.mean_hu, 1), unit=UCUM_HU, derivation=MEAN)
         )
-    if figure.std_hu is not None:
+    if figure.std_hu is not None and with_sd:
         out.append(
             hd.sr.Measurement(
                 name=ATTENUATION, value=round(figure.std_hu, 1), unit=UCUM_HU, derivation=STANDARD_DEVIATION
