@@ -10,21 +10,22 @@ refuse to build anything. The rule here:
 * a builder passes :func:`initial_character_set` of the source to highdicom (never the source's
   raw value, which may be empty, misspelt or an ISO 2022 combination highdicom refuses);
 * before writing, :func:`declare_character_set` looks at every text value of the finished object
-  (SH, LO, ST, LT, UT, UC, PN, at any depth): when the declared set encodes all of them exactly it
-  stays; when all are ASCII the attribute is left out (the default repertoire); otherwise the object
-  declares ISO_IR 192 (UTF-8), which encodes any character.
+  (SH, LO, ST, LT, UT, UC, PN, at any depth) and declares the first of: the source's own set (when
+  it is a valid one and pydicom encodes all the text in it exactly), the set the object declares
+  already (same test), none (all ASCII: the default repertoire), ISO_IR 192 (UTF-8: anything).
 
-Single-byte sets without code extensions (ISO_IR 100 Latin-1, ISO_IR 144 Cyrillic, ...) and GB18030
-are kept when the text fits them, so a Latin-1 site keeps seeing Latin-1; text from an ISO 2022
-source (Japanese IR 87, Korean IR 149, ...) is written as UTF-8, which PS3.5 6.1.2.5.3 allows
-and every current viewer reads.
+So a Latin-1 site keeps seeing Latin-1 and a Japanese site its ISO 2022 IR 87 names — which also
+keeps the DCMTK tools happy, whose 3.6.7 checker rejects multi-byte UTF-8 in PN and ST values
+(measured with dcmpschk) — and text no set of the source can hold ("−", a name from another
+script) is written as UTF-8, which PS3.5 6.1.2.5.3 allows and every current viewer reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pydicom.charset import python_encoding
+from pydicom import config
+from pydicom.charset import convert_encodings, encode_string, python_encoding
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -98,26 +99,79 @@ def text_values(ds: Dataset) -> Iterator[str]:
                 yield str(value)
 
 
-def _fits(texts: list[str], term: str | None) -> bool:
-    if term is None:
+# ISO 2022 code-extension terms (PS3.3 C.12.1.1.2, Tables C.12-3/C.12-4) kept as the source
+# declared them, with value 1 empty or ISO 2022 IR 6/IR 100/IR 13.
+CODE_EXTENSIONS = frozenset(
+    {
+        "ISO 2022 IR 6",
+        "ISO 2022 IR 13",
+        "ISO 2022 IR 87",
+        "ISO 2022 IR 100",
+        "ISO 2022 IR 101",
+        "ISO 2022 IR 109",
+        "ISO 2022 IR 110",
+        "ISO 2022 IR 126",
+        "ISO 2022 IR 127",
+        "ISO 2022 IR 138",
+        "ISO 2022 IR 144",
+        "ISO 2022 IR 148",
+        "ISO 2022 IR 149",
+        "ISO 2022 IR 159",
+        "ISO 2022 IR 166",
+        "ISO 2022 IR 58",
+    }
+)
+
+
+def _valid_terms(values: tuple[str, ...]) -> bool:
+    if len(values) == 1:
+        return values[0] in KEEPABLE
+    return (
+        len(values) > 1
+        and values[0] in ("", *CODE_EXTENSIONS)
+        and all(v in CODE_EXTENSIONS for v in values[1:])
+    )
+
+
+def _fits(texts: list[str], values: tuple[str, ...]) -> bool:
+    """Whether every text encodes exactly under the Specific Character Set ``values``."""
+    if not values:
         return all(t.isascii() and "\x1b" not in t for t in texts)
-    codec = _PYTHON_CODEC.get(term)
-    if codec is None:
+    if not _valid_terms(values):
         return False
+    if len(values) == 1:
+        codec = _PYTHON_CODEC[values[0]]
+        try:
+            for t in texts:
+                t.encode(codec)
+        except (UnicodeEncodeError, LookupError):
+            return False
+        return True
+    # ISO 2022: pydicom's own encoder (escape sequences per run of characters), made strict
+    encodings = convert_encodings(list(values))
+    previous = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.RAISE
     try:
         for t in texts:
-            t.encode(codec)
-    except (UnicodeEncodeError, LookupError):
+            encode_string(t, encodings)
+    except (UnicodeError, ValueError, LookupError):
         return False
+    finally:
+        config.settings.writing_validation_mode = previous
     return True
 
 
-def character_set_for(texts: list[str], current: str | None) -> str | None:
-    """The set to declare for ``texts``: ``current`` when it encodes them all exactly, None when
-    they are all ASCII, else ISO_IR 192."""
-    if current is not None and current in KEEPABLE and _fits(texts, current):
+def character_set_for(
+    texts: list[str], current: str | None, preferred: tuple[str, ...] = ()
+) -> str | list[str] | None:
+    """The set to declare for ``texts``: ``preferred`` (the source's) when valid and it encodes
+    them all exactly, else ``current`` on the same test, else None when they are all ASCII, else
+    ISO_IR 192."""
+    if preferred and _fits(texts, preferred):
+        return preferred[0] if len(preferred) == 1 else list(preferred)
+    if current is not None and current in KEEPABLE and _fits(texts, (current,)):
         return current
-    if _fits(texts, None):
+    if _fits(texts, ()):
         return None
     return UTF8
 
@@ -143,12 +197,13 @@ def _fresh_person_names(ds: Dataset) -> None:
             ds[elem.tag] = DataElement(elem.tag, "PN", fresh)
 
 
-def declare_character_set(ds: Dataset) -> str | None:
-    """Set (0008,0005) of a finished result object so its text encodes losslessly; returns it."""
+def declare_character_set(ds: Dataset, preferred: tuple[str, ...] = ()) -> str | list[str] | None:
+    """Set (0008,0005) of a finished result object so its text encodes losslessly; returns it.
+    ``preferred``: the source's declared values (:func:`declared`), tried first."""
     _fresh_person_names(ds)
     values = declared(ds.get("SpecificCharacterSet"))
     current = values[0] if len(values) == 1 else (UTF8 if values else None)
-    chosen = character_set_for(list(text_values(ds)), current)
+    chosen = character_set_for(list(text_values(ds)), current, preferred)
     if "SpecificCharacterSet" in ds:
         del ds.SpecificCharacterSet
     if chosen is not None:

@@ -129,9 +129,12 @@ def build_gsps(
     texts: dict[tuple[str, int], list[hd.pr.TextObject]] = defaultdict(list)
     _, spacing_column = volume.pixel_spacing_mm
 
-    body = stats.labelmap > 0  # every structure lies inside the body ...
-    if hu is not None:
-        body = body | (hu > BODY_HU)  # ... and so does tissue denser than fat/air
+    def body(k: int) -> np.ndarray:
+        """Where the body is on slice k: every structure lies inside it, and so does tissue
+        denser than fat/air where the CT is at hand."""
+        inside = stats.labelmap[k] > 0
+        return inside | (hu[k] > BODY_HU) if hu is not None else inside
+
     for order, figures in enumerate(segment_figures(stats, analysis, volume), start=1):
         segment, key = figures.segment, figures.key_slice
         if segment.diffuse or key is None:
@@ -186,7 +189,7 @@ def build_gsps(
             hd.pr.TextObject(
                 text_value=plain(finding_line(finding, volume))[:1024],
                 units=PIXEL,
-                anchor_point=_inside_box_anchor(body[key], row0, column0, row1, column1),
+                anchor_point=_inside_box_anchor(body(key), row0, column0, row1, column1),
                 anchor_point_visible=False,
                 text_justification="LEFT",
             )
@@ -284,4 +287,8 @@ def encode_gsps(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[Result
         character_set=inputs.character_set,
         hu=inputs.hu,
     )
-    return [save_dataset(kind, gsps, inputs.out_dir / f"{kind.role}.dcm")]
+    return [
+        save_dataset(
+            kind, gsps, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+        )
+    ]

@@ -195,4 +195,11 @@ def encode_key_images(
         content_datetime=inputs.content_datetime,
         character_set=inputs.character_set,
     )
-    return [save_dataset(kind, document, inputs.out_dir / f"{kind.role}.dcm")]
+    return [
+        save_dataset(
+            kind,
+            document,
+            inputs.out_dir / f"{kind.role}.dcm",
+            source_character_set=inputs.source_character_set,
+        )
+    ]

@@ -141,7 +141,11 @@ def encode_pdf(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultF
         content_datetime=inputs.content_datetime,
         character_set=inputs.character_set,
     )
-    return [save_dataset(kind, ds, inputs.out_dir / f"{kind.role}.dcm")]
+    return [
+        save_dataset(
+            kind, ds, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+        )
+    ]
 
 
 def encode_sc_summary(
@@ -186,4 +190,8 @@ def encode_sc_summary(
         image.SourceImageSequence = references
     image.DerivationDescription = "Summary page of AI results with key images"
     stamp_datetime(image, inputs.content_datetime)
-    return [save_dataset(kind, image, inputs.out_dir / f"{kind.role}.dcm")]
+    return [
+        save_dataset(
+            kind, image, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+        )
+    ]

@@ -147,6 +147,11 @@ def encode_sc(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFi
         character_set=inputs.character_set,
     )
     return [
-        save_dataset(kind, image, inputs.out_dir / f"{kind.role}-{number:03d}.dcm")
+        save_dataset(
+            kind,
+            image,
+            inputs.out_dir / f"{kind.role}-{number:03d}.dcm",
+            source_character_set=inputs.source_character_set,
+        )
         for number, image in enumerate(images, start=1)
     ]

@@ -86,6 +86,7 @@ class SegSeries:
     # Specific Character Set highdicom declares; None: from the first source (results.charset).
     # The written object's (0008,0005) is then settled from its text (declare_character_set).
     character_set: str | None = None
+    source_character_set: tuple[str, ...] = ()  # preferred when the text fits (results.charset)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def write_seg(
         # highdicom end to end: LABELMAP (one frame per slice), Enhanced CT sources, or an empty map
         # (highdicom then encodes empty frames, since a SEG needs at least one).
         seg = build_seg(sources, labelmap, segments, seg_type=seg_type, series=series)
-        declare_character_set(seg)
+        declare_character_set(seg, series.source_character_set)
         ev.write_file(out, seg)
         return SegInfo(
             sop_class_uid=str(seg.SOPClassUID),
@@ -338,7 +339,8 @@ def _write_binary_fast(
         # highdicom's position index runs against the slice normal: last slice first.
         frames.extend((segment_number, int(k)) for k in stats.slices_with(segment_number)[::-1])
     skeleton.NumberOfFrames = len(frames)
-    declare_character_set(skeleton)  # the per-frame items written below are ASCII only
+    # the per-frame items written below are ASCII only
+    declare_character_set(skeleton, series.source_character_set)
 
     # Elements are written in tag order: pydicom writes the small ones, this module the big sequences.
     source_items = [
@@ -472,6 +474,7 @@ def _encode_seg(inputs: EncodeInputs, kind: ResultKind, seg_type: SegType) -> Re
         dimension_organization_uid=inputs.uid(f"{kind.role}-dimension-organization"),
         content_datetime=inputs.content_datetime,
         character_set=inputs.character_set,
+        source_character_set=inputs.source_character_set,
     )
     written: list[SegInfo] = []
     atomic_write(

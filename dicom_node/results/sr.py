@@ -581,4 +581,6 @@ def _encode(
         content_datetime=inputs.content_datetime,
         character_set=inputs.character_set,
     )
-    return save_dataset(kind, sr, inputs.out_dir / f"{kind.role}.dcm")
+    return save_dataset(
+        kind, sr, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_charset_files
+from pydicom.multival import MultiValue
 
 from dicom_node.contracts import ResultRole
 from dicom_node.results.charset import (
@@ -91,16 +92,10 @@ def test_every_source_character_set_reads_back_intact(
         raw = Path(record.path).read_bytes()
         ds = pydicom.dcmread(record.path)
         declared = ds.get("SpecificCharacterSet")
-        assert declared in (
-            None,
-            "ISO_IR 100",
-            "ISO_IR 126",
-            "ISO_IR 127",
-            "ISO_IR 138",
-            "ISO_IR 144",
-            "GB18030",
-            UTF8,
-        ), declared
+        source_values = tuple(charset) if isinstance(charset, list) else ((charset,) if charset else ())
+        written = tuple(declared) if isinstance(declared, MultiValue) else (declared,)
+        # the source's own set where it holds the text, else none (all ASCII) or UTF-8
+        assert written in ((None,), (UTF8,), source_values), (written, source_values)
         assert str(ds.PatientName) == name, (record.role, case_id)
         texts = list(text_values(ds))
         assert not any("?" in t and "\u2212" not in t and "HU" in t for t in texts)
@@ -127,6 +122,12 @@ def test_choice_of_declared_set() -> None:
     assert character_set_for(["mean \u2212874 HU"], "ISO_IR 100") == UTF8  # the '?874' bug
     assert character_set_for(["J\u00e9r\u00f4me"], None) == UTF8
     assert character_set_for(["\u5c71\u7530"], "GB18030") == "GB18030"
+    japanese = ("", "ISO 2022 IR 87")
+    assert character_set_for(["Yamada^Tarou", "\u5c71\u7530^\u592a\u90ce"], UTF8, japanese) == list(japanese)
+    assert character_set_for(["\ud64d^\uae38\ub3d9"], UTF8, japanese) == UTF8  # Hangul: not in JIS
+    assert (
+        character_set_for(["J\u00e9r\u00f4me"], "ISO_IR 100", ("", "")) == "ISO_IR 100"
+    )  # no valid source set
     source = pydicom.Dataset()
     source.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     assert initial_character_set(source) == UTF8
