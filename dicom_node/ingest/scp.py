@@ -9,8 +9,12 @@
     ...
     scp.stop()
 
-What it does per association (PS3.7, PS3.8):
+What it does per connection and association (PS3.7, PS3.8):
 
+* **TCP connection**: admitted or refused before it takes an association slot
+  (:mod:`dicom_node.ingest.connections`): source address within the allowlist's networks, at most
+  ``max_associations_per_peer`` per address and ``max_associations`` in all, and closed when its
+  A-ASSOCIATE-RQ has not arrived within ``acse_timeout_s`` (default 5 s).
 * **A-ASSOCIATE**: the allowlist (:mod:`dicom_node.ingest.peers`) decides in pynetdicom's
   ``EVT_REQUESTED`` hook, before any presentation context is negotiated; a refusal is an
   A-ASSOCIATE-RJ with the reason from PS3.8 Table 9-21. Accepted contexts: Verification and the
@@ -47,11 +51,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import IngestError
 from dicom_node.ingest.classify import uses_shared_uid_root
+from dicom_node.ingest.connections import AdmissionLimits, GuardedAssociationServer
 from dicom_node.ingest.peers import PeerPolicy
 from dicom_node.ingest.receive import InstanceReceiver, Origin
 from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, VERIFICATION
@@ -125,7 +129,8 @@ class StoreSCP:
         )
         self.policy = PeerPolicy(settings.dicom)
         self._requested_port = settings.dicom.port if port is None else port
-        self._server: ThreadedAssociationServer | None = None
+        self._server: GuardedAssociationServer | None = None
+        self._server_thread: threading.Thread | None = None
         self._associations: dict[Any, _AssociationState] = {}
         self._lock = threading.Lock()
         self.port: int | None = None
@@ -164,11 +169,22 @@ class StoreSCP:
             (evt.EVT_ABORTED, self._on_closed),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        server = self._make_ae().start_server(
-            (dicom.host, self._requested_port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+        # A server that admits connections before they take a slot (dicom_node.ingest.connections),
+        # made through pynetdicom's documented make_server(server_class=...) and served here.
+        server = self._make_ae().make_server(
+            (dicom.host, self._requested_port),
+            ssl_context=ssl_context,
+            evt_handlers=handlers,
+            server_class=GuardedAssociationServer,
+            policy=self.policy,
+            limits=AdmissionLimits.from_settings(dicom),
         )
-        assert server is not None
+        assert isinstance(server, GuardedAssociationServer)
         self._server = server
+        self._server_thread = threading.Thread(
+            target=server.serve_forever, name=f"ingest-scp-{dicom.ae_title}", daemon=True
+        )
+        self._server_thread.start()
         self.port = int(server.server_address[1])
         if uses_shared_uid_root(self.settings.uid_root):
             logger.warning(
@@ -193,10 +209,17 @@ class StoreSCP:
         server, self._server = self._server, None
         if server is None:
             return
+        server.shutdown()  # no new connections
         for assoc in list(server.active_associations):
             assoc.abort()
-        server.shutdown()
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=10)
         logger.info("SCP stopped", extra={"stage": "ingest", "port": self.port})
+
+    def open_connections(self) -> dict[str, int]:
+        """Open connections (associations and connections not yet past their A-ASSOCIATE-RQ)
+        per source address."""
+        return self._server.open_connections() if self._server is not None else {}
 
     def __enter__(self) -> StoreSCP:
         self.start()
