@@ -19,7 +19,9 @@ time is held in memory.
 
 Response (PS3.18 10.5.3, ``application/dicom+json``): ReferencedSOPSequence (0008,1199) for the
 stored instances (a duplicate of an instance already staged counts as stored, as on the SCP path),
-FailedSOPSequence (0008,1198) with FailureReason for the others. HTTP status: 200 all stored,
+FailedSOPSequence (0008,1198) with FailureReason for the others, and per failed instance a
+``Warning: 299 ctnode "<SOP Instance UID>: 0x<FailureReason> <reason>"`` header with the reason in
+words (the table in :mod:`dicom_node.ingest.validation`). HTTP status: 200 all stored,
 202 some stored and some failed, 409 none stored, 400 a body that is not a well-formed multipart
 message or has no part, 415 a request that is not ``multipart/related; type="application/dicom"``,
 413 a part larger than ``max_part_bytes``. On ``/studies/{study}``, an instance of another study
@@ -215,6 +217,7 @@ class StowOutcome:
     sop_instance_uid: str
     failure_reason: int | None = None  # None: stored
     stored: InstanceStored | None = None
+    reason: str = ""  # why it failed, in words (the C-STORE ErrorComment; no patient data)
 
 
 @dataclass
@@ -250,6 +253,27 @@ def stow_response_dataset(outcomes: Collection[StowOutcome]) -> Dataset:
     return response
 
 
+MAX_WARNINGS = 50
+
+
+def failure_warnings(outcomes: Collection[StowOutcome]) -> list[str]:
+    """One HTTP ``Warning`` header value per failed instance (PS3.18 8.7.2 uses Warning for
+    status detail; RFC 9111 5.5 syntax: code, agent, quoted text): the SOP Instance UID, the
+    FailureReason and the reason in words, which FailedSOPSequence has no attribute for."""
+    warnings = []
+    for outcome in outcomes:
+        if outcome.failure_reason is None:
+            continue
+        text = (
+            f"{outcome.sop_instance_uid or '(unreadable)'}: 0x{outcome.failure_reason:04X} {outcome.reason}"
+        )
+        text = text.strip().encode("ascii", "replace").decode().replace("\\", "/").replace('"', "'")
+        warnings.append(f'299 ctnode "{text[:200]}"')
+        if len(warnings) == MAX_WARNINGS:
+            break
+    return warnings
+
+
 def stow_http_status(outcomes: Collection[StowOutcome]) -> int:
     """200 all stored, 202 some, 409 none (PS3.18 10.5.3.1)."""
     stored = sum(1 for o in outcomes if o.failure_reason is None)
@@ -276,7 +300,7 @@ def store_part(
     """Validate and stage one part (blocking: runs in a worker thread)."""
     media_type, _ = media_type_and_params(part.content_type or "application/dicom")
     if media_type != "application/dicom":
-        return StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND)
+        return StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND, reason=f"part of type {media_type[:64]}")
     sop_class, sop_instance = _best_effort_uids(part.body)
     try:
         if study_instance_uid is not None:
@@ -288,13 +312,18 @@ def store_part(
                 sop_instance_uid=sop_instance,
             )
             if inspected.study_instance_uid != study_instance_uid:
-                return StowOutcome(sop_class, sop_instance, FAILURE_NOT_MATCHING)
+                return StowOutcome(
+                    sop_class,
+                    sop_instance,
+                    FAILURE_NOT_MATCHING,
+                    reason="instance of another study than the URL's",
+                )
         stored = receiver.receive_part10(part.body, origin=origin)
     except IngestError as exc:
-        return StowOutcome(sop_class, sop_instance, exc.status)
+        return StowOutcome(sop_class, sop_instance, exc.status, reason=str(exc))
     except Exception:  # the HTTP edge: one bad part must not fail the others
         logger.exception("stow: unexpected failure storing a part", extra={"stage": "ingest"})
-        return StowOutcome(sop_class, sop_instance, FAILURE_PROCESSING)
+        return StowOutcome(sop_class, sop_instance, FAILURE_PROCESSING, reason="internal error while storing")
     return StowOutcome(stored.sop_class_uid, stored.sop_instance_uid, None, stored)
 
 
@@ -383,7 +412,7 @@ def make_stow_router(
             logger.warning(
                 "stow: body damaged after %d parts: %s", len(outcomes), exc, extra={"stage": "ingest"}
             )
-            outcomes.append(StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND))
+            outcomes.append(StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND, reason=f"body damaged: {exc}"))
             summary.failed += 1
         finally:
             if summary.study_instance_uids:
@@ -402,7 +431,10 @@ def make_stow_router(
             extra={"stage": "ingest"},
         )
         body = stow_response_dataset(outcomes).to_json()
-        return Response(content=body, status_code=stow_http_status(outcomes), media_type=DICOM_JSON)
+        response = Response(content=body, status_code=stow_http_status(outcomes), media_type=DICOM_JSON)
+        for warning in failure_warnings(outcomes):
+            response.headers.append("Warning", warning)
+        return response
 
     @router.post("/studies", response_class=Response)
     # Defaults, not Annotated[...]: with postponed annotations FastAPI cannot see the local ``auth``.

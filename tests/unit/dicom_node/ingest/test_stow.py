@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import random
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.ingest.receive import InstanceReceiver
+from dicom_node.ingest.sop_classes import COMPREHENSIVE_3D_SR_STORAGE
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.stow import (
     FAILURE_NOT_MATCHING,
@@ -29,7 +32,12 @@ from dicom_node.ingest.stow import (
     stow_http_status,
     stow_response_dataset,
 )
-from dicom_node.ingest.validation import STATUS_TRUNCATED, ImageLimits
+from dicom_node.ingest.validation import (
+    STATUS_INCONSISTENT_PIXELS,
+    STATUS_NOT_THIS_SOP_CLASS,
+    STATUS_TRUNCATED,
+    ImageLimits,
+)
 from tests.support.ct_series import make_ct_series
 
 BOUNDARY = "b0undary-1234"
@@ -276,3 +284,36 @@ def test_response_is_valid_dicom_json(tmp_path: Path) -> None:
 
     ds = Dataset.from_json(json.loads(response.content))  # type: ignore[attr-defined]
     assert ds.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == dcmread(files[0]).SOPInstanceUID
+
+
+def _part10(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_stow_refuses_what_c_store_refuses_with_the_reason_per_instance(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    good, bits, sr = make_ct_series(tmp_path / "ct", n_slices=3, rows=32, cols=32)
+    too_many_bits = dcmread(bits)
+    too_many_bits.BitsStored = 20
+    ct_as_sr = dcmread(sr)
+    ct_as_sr.SOPClassUID = ct_as_sr.file_meta.MediaStorageSOPClassUID = COMPREHENSIVE_3D_SR_STORAGE
+    parts = [*dicom_parts([good])]
+    parts += [({"Content-Type": "application/dicom"}, _part10(ds)) for ds in (too_many_bits, ct_as_sr)]
+    response = node.post(multipart(parts))
+    assert response.status_code == 202  # type: ignore[attr-defined]
+    failed = {
+        item["00081155"]["Value"][0]: item["00081197"]["Value"][0]
+        for item in response.json()["00081198"]["Value"]  # type: ignore[attr-defined]
+    }
+    assert failed == {
+        str(too_many_bits.SOPInstanceUID): STATUS_INCONSISTENT_PIXELS,
+        str(ct_as_sr.SOPInstanceUID): STATUS_NOT_THIS_SOP_CLASS,
+    }
+    warnings = response.headers.get_list("warning")  # type: ignore[attr-defined]
+    assert warnings == [
+        f'299 ctnode "{too_many_bits.SOPInstanceUID}: 0xC005 BitsStored 20 with BitsAllocated 16"',
+        f'299 ctnode "{ct_as_sr.SOPInstanceUID}: 0xA900 Pixel Data in a SOP class without pixels"',
+    ]
+    assert [i.sop_instance_uid for i in node.instances] == [str(dcmread(good).SOPInstanceUID)]
