@@ -30,34 +30,45 @@ What it does per connection and association (PS3.7, PS3.8):
 
 Optional DICOM TLS (settings.dicom.tls, :mod:`dicom_node.ingest.tls`).
 
-Received data sets are taken from pynetdicom's in-memory buffer and written as received (plus our
-File Meta), not decoded and re-encoded. ``STORE_RECV_CHUNKED_DATASET`` (pynetdicom streams each data
-set to a temporary file itself) was measured and not used: slower here (26 vs 40 images/s in
-bench/ingest_cstore.py, it writes the file and we read it back), its file lies outside the staging
-file system, its File Meta cannot carry the sender's AE title, and it is a process-wide switch
-(bench/RESULTS.md, "Ingest (C-STORE)"). Durability (file fsync + directory fsync) is the largest
-single cost per image; it is not traded away.
+Received data sets go to disk as they arrive, never into memory (issue 12 item 8: a 512 MB
+Enhanced CT took the process from 167 MB to 2.1 GB): :meth:`StoreSCP.start` turns on pynetdicom's
+``_config.STORE_RECV_CHUNKED_DATASET`` (a process-wide switch: ``ctnode serve`` hosts no other
+C-STORE SCP; pynetdicom's ``event.dataset`` still works for any that does), so each data set is
+written to a temporary file in ``tempfile.gettempdir()`` (``TMPDIR``: keep it on a disk, not a
+tmpfs). :meth:`~dicom_node.ingest.receive.InstanceReceiver.receive_file` validates it through a
+read-only memory map and the kernel copies it into staging behind our File Meta (which records the
+sender's AE title); pynetdicom deletes its file after the handler, and one left by an association
+that ended mid-transfer is deleted when its connection closes. Memory per association is then a
+few PDUs (``max_pdu_bytes``, 256 KiB by default, is what a sender may put in one PDU). Measured in
+bench/ingest_memory.py (bench/RESULTS.md): the server's resident memory no longer grows with the
+instance size; the extra temporary-file copy costs a few percent of throughput on CT slices
+(bench/ingest_cstore.py). A data set larger than ``max_instance_bytes`` is refused with 0xA701
+once received; one past twice that is aborted mid-transfer, so an absurd size cannot fill a disk.
+Durability (file fsync + directory fsync) is the largest single cost per image; it is not traded
+away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import IngestError
 from dicom_node.ingest.classify import uses_shared_uid_root
 from dicom_node.ingest.connections import AdmissionLimits, GuardedAssociationServer
 from dicom_node.ingest.peers import PeerPolicy
-from dicom_node.ingest.receive import InstanceReceiver, Origin
+from dicom_node.ingest.receive import InstanceReceiver, Origin, data_set_offset
 from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, VERIFICATION
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.tls import server_ssl_context
@@ -95,6 +106,8 @@ class _AssociationState:
     failed: int = 0
     studies: set[str] = field(default_factory=set)
     released: bool = False
+    data_set_bytes: int = 0  # of the C-STORE data set arriving now (P-DATA fragments so far)
+    aborting: bool = False
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -167,8 +180,11 @@ class StoreSCP:
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_closed),
-            (evt.EVT_CONN_CLOSE, self._on_closed),
+            (evt.EVT_CONN_CLOSE, self._on_conn_close),
+            (evt.EVT_PDU_RECV, self._on_pdu_recv),
         ]
+        # Stream every C-STORE data set to a file as it arrives (see the module docstring).
+        _config.STORE_RECV_CHUNKED_DATASET = True
         # A server that admits connections before they take a slot (dicom_node.ingest.connections),
         # made through pynetdicom's documented make_server(server_class=...) and served here.
         server = self._make_ae().make_server(
@@ -286,6 +302,39 @@ class StoreSCP:
     def _on_closed(self, event: evt.Event) -> None:
         self._finish(event.assoc)
 
+    def _on_conn_close(self, event: evt.Event) -> None:
+        # Fired from the connection's own thread once it stops reading: nothing writes the
+        # partial file any more.
+        _discard_partial_data_set(event.assoc)
+        self._finish(event.assoc)
+
+    def _on_pdu_recv(self, event: evt.Event) -> None:
+        """Count the data set bytes of the C-STORE arriving now; abort past twice
+        ``max_instance_bytes`` (a refusal status would mean receiving all of it first)."""
+        items = getattr(event.pdu, "presentation_data_value_items", None)
+        if not items:
+            return
+        with self._lock:
+            state = self._associations.get(event.assoc)
+            if state is None or state.aborting:
+                return
+            for item in items:
+                value = item.presentation_data_value or b"\x00"
+                if value[0] & 0x01:  # PS3.8 E.2: a command fragment starts the next message
+                    state.data_set_bytes = 0
+                else:
+                    state.data_set_bytes += len(value) - 1
+            if state.data_set_bytes <= 2 * self.receiver.limits.max_instance_bytes:
+                return
+            state.aborting = True
+        logger.warning(
+            "C-STORE data set past twice max_instance_bytes (%d MiB so far): association aborted",
+            state.data_set_bytes // 2**20,
+            extra={"stage": "ingest", "association_id": state.origin.association_id},
+        )
+        # Not from this thread (the connection's reader): pynetdicom's blocking abort waits for it.
+        threading.Thread(target=event.assoc.abort, name="ingest-abort", daemon=True).start()
+
     def _finish(self, assoc: Any) -> None:
         with self._lock:
             state = self._associations.pop(assoc, None)
@@ -331,17 +380,29 @@ class StoreSCP:
             return _status(STATUS_GARBAGE, "association unknown")
         request: Any = event.request
         context = event.context
+        sop_instance_uid = str(request.AffectedSOPInstanceUID or "") or None
         try:
-            # A view of pynetdicom's buffer, not a copy (a large multi-frame would double in RAM);
-            # released before returning, as pynetdicom may close the buffer afterwards.
-            with request.DataSet.getbuffer() as data:
-                stored = self.receiver.receive(
-                    data,
+            streamed = _streamed_data_set(event)
+            if streamed is not None:
+                stored = self.receiver.receive_file(
+                    streamed,
+                    offset=data_set_offset(streamed),
                     transfer_syntax_uid=str(context.transfer_syntax),
                     sop_class_uid=str(context.abstract_syntax),
-                    sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
+                    sop_instance_uid=sop_instance_uid,
                     origin=state.origin,
                 )
+            else:  # STORE_RECV_CHUNKED_DATASET turned off by someone else in this process
+                # A view of pynetdicom's buffer, not a copy; released before returning, as
+                # pynetdicom may close the buffer afterwards.
+                with request.DataSet.getbuffer() as data:
+                    stored = self.receiver.receive(
+                        data,
+                        transfer_syntax_uid=str(context.transfer_syntax),
+                        sop_class_uid=str(context.abstract_syntax),
+                        sop_instance_uid=sop_instance_uid,
+                        origin=state.origin,
+                    )
         except IngestError as exc:
             state.failed += 1
             logger.warning(
@@ -384,3 +445,34 @@ class StoreSCP:
                 "on_instance failed", extra={"stage": "ingest", "study": stored.study_instance_uid}
             )
         return 0x0000
+
+
+def _streamed_data_set(event: evt.Event) -> Path | None:
+    """pynetdicom's temporary Part 10 file of this C-STORE (``Event.dataset_path``), if any."""
+    try:
+        path = event.dataset_path
+    except AttributeError:  # STORE_RECV_CHUNKED_DATASET off
+        return None
+    return Path(path) if path else None
+
+
+def _discard_partial_data_set(assoc: Any) -> None:
+    """Delete the temporary file of a C-STORE data set the association ended in the middle of.
+
+    pynetdicom 3.0.4 creates it when the command set arrives (``DIMSEMessage.decode_msg``,
+    ``NamedTemporaryFile(delete=False)``) and deletes it only after ``EVT_C_STORE``
+    (``StorageServiceClass.SCP``); an abort or a dropped connection mid-data-set leaves it behind.
+    No public API names the file of an unfinished message, hence the guarded look at the DIMSE
+    provider's message in progress (``DIMSEServiceProvider.message``); a pynetdicom upgrade that
+    moves it makes this a no-op, which tests/integration/test_ingest_streaming.py would show.
+    """
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    path = getattr(message, "_data_set_path", None)
+    if partial is None or not isinstance(path, Path):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        partial.close()
+    with contextlib.suppress(OSError):
+        path.unlink()
+    logger.info("removed the partial data set of an interrupted C-STORE", extra={"stage": "ingest"})
