@@ -15,7 +15,7 @@ status  refused when (the reason sent)                                          
 0xA900  SOP Class UID in the data set ≠ the negotiated one, or SOP Instance UID ≠ the        B.2-1
         command's Affected SOP Instance UID (as DCMTK storescp answers)
 0xA900  Pixel Data (or Float/Double Float Pixel Data) in a SOP class without pixels          B.2-1
-        (SR, GSPS: "CT pixels under an SR SOP class")
+        (SR, KOS, GSPS, encapsulated PDF: "CT pixels under an SR SOP class")
 0xA900  a CT image (CT, Enhanced CT, Legacy Converted) that is not one 16-bit                C.8.2.1.1
         MONOCHROME1/2 sample per pixel
 0x0122  not a storage SOP class this node accepts                                            PS3.7 C.4.2
@@ -57,11 +57,12 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from dicom_node.constants import INPUT_SOP_CLASSES
 from dicom_node.errors import CannotUnderstand, OutOfResources, SOPClassMismatch, SOPClassNotSupported
 from dicom_node.ingest.sop_classes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     ENCAPSULATED_TRANSFER_SYNTAXES,
-    INPUT_SOP_CLASSES,
+    NO_PIXEL_SOP_CLASS_PREFIXES,
     PIXEL_SOP_CLASSES,
     STORAGE_SOP_CLASSES,
 )
@@ -420,7 +421,7 @@ def check_pixel_data(
     ``pixel_tags``: the pixel data elements present at the top level (:class:`StructureScan`).
     """
     if sop_class_uid not in PIXEL_SOP_CLASSES:
-        if pixel_tags or layout is not None:
+        if sop_class_uid.startswith(NO_PIXEL_SOP_CLASS_PREFIXES) and (pixel_tags or layout is not None):
             # e.g. a CT image sent under an SR SOP class: the IOD has no pixels (PS3.3 A.35).
             raise SOPClassMismatch(
                 "Pixel Data in a SOP class without pixels", status=STATUS_NOT_THIS_SOP_CLASS

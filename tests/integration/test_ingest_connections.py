@@ -20,7 +20,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
-from dicom_node.ingest.sop_classes import CT_IMAGE_STORAGE
+from dicom_node.constants import CT_IMAGE_STORAGE
 from tests.integration import test_ingest_scp
 from tests.integration.test_ingest_scp import NODE_AE, Node, pyscu_statuses, store_successes, storescu
 from tests.integration.test_ingest_tls import tls_args

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from dicom_node.constants import COMPREHENSIVE_3D_SR_STORAGE
 from dicom_node.contracts import InstanceStored
 from dicom_node.ingest.receive import InstanceReceiver
-from dicom_node.ingest.sop_classes import COMPREHENSIVE_3D_SR_STORAGE
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.stow import (
     FAILURE_NOT_MATCHING,

@@ -20,9 +20,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicom_node.errors import CannotUnderstand, IngestError, SOPClassMismatch, SOPClassNotSupported
-from dicom_node.ingest.receive import split_part10
-from dicom_node.ingest.sop_classes import (
+from dicom_node.constants import (
     COMPREHENSIVE_3D_SR_STORAGE,
     CT_IMAGE_STORAGE,
     ENHANCED_CT_IMAGE_STORAGE,
@@ -30,6 +28,8 @@ from dicom_node.ingest.sop_classes import (
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
 )
+from dicom_node.errors import CannotUnderstand, IngestError, SOPClassMismatch, SOPClassNotSupported
+from dicom_node.ingest.receive import split_part10
 from dicom_node.ingest.validation import (
     STATUS_ABSURD_IMAGE,
     STATUS_BAD_UID,
@@ -442,4 +442,17 @@ def test_implicit_vr_under_an_explicit_transfer_syntax_is_named() -> None:
         "encoded implicit VR under an explicit VR",
         ts=ts,
         negotiated_sop_class_uid=sop_class,
+    )
+
+
+def test_a_parametric_map_with_float_pixel_data_is_not_refused_as_pixel_less(
+    ct_file: Callable[..., Path],
+) -> None:
+    from dicom_node.constants import PARAMETRIC_MAP_STORAGE
+
+    ds = _ct(ct_file, SOPClassUID=PARAMETRIC_MAP_STORAGE, PixelData=None, BitsAllocated=32, BitsStored=None)
+    ds.FloatPixelData = bytes(64 * 64 * 4)
+    assert (
+        inspect(encode(ds), negotiated_sop_class_uid=PARAMETRIC_MAP_STORAGE).sop_class_uid
+        == PARAMETRIC_MAP_STORAGE
     )
