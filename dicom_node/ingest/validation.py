@@ -46,12 +46,14 @@ structure (PS3.5 A.4), and decoded later where they are read (``dicom_node.imagi
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
@@ -245,7 +247,7 @@ def _implicit_hint(view: memoryview, pos: int) -> str | None:
         _Walker(view, implicit_vr=True).dataset(0, len(view), depth=0, in_undefined_item=False)
     except CannotUnderstand:
         return None
-    return "data set encoded implicit VR under an explicit VR transfer syntax"
+    return "implicit VR data set under an explicit VR transfer syntax"
 
 
 class _Walker:
@@ -300,11 +302,15 @@ class _Walker:
             if length == _UNDEFINED_LENGTH:
                 if not (implicit or vr in (b"SQ", b"UN", b"OB", b"OW")):
                     raise CannotUnderstand("undefined length on a non-sequence VR", status=STATUS_GARBAGE)
-                is_pixel = tag == _PIXEL_DATA_TAG and depth == 0
+                # Encapsulated pixel data (also in an icon image item) holds fragments, not items
+                # with data sets (PS3.5 A.4); a sequence's items are walked.
+                fragments = tag in _PIXEL_TAGS
                 # PS3.5 6.2.2: an undefined-length UN value is encoded implicit VR.
                 nested_implicit = implicit or vr == b"UN"
-                pos, items = self.items(value_start, end, depth=depth + 1, implicit_vr=nested_implicit)
-                if is_pixel:
+                pos, items = self.items(
+                    value_start, end, depth=depth + 1, implicit_vr=nested_implicit, walk=not fragments
+                )
+                if tag == _PIXEL_DATA_TAG and depth == 0:
                     self.pixel_data = PixelDataLayout(value_offset=value_start, length=None, item_count=items)
             else:
                 if value_start + length > end:
@@ -313,41 +319,77 @@ class _Walker:
                     )
                 if tag == _PIXEL_DATA_TAG and depth == 0:
                     self.pixel_data = PixelDataLayout(value_offset=value_start, length=length)
+                if length and (vr == b"SQ" or (implicit and _is_sequence(tag))):
+                    # A defined-length sequence: its items must fill it exactly (PS3.5 7.5.1).
+                    self.items(
+                        value_start,
+                        value_start + length,
+                        depth=depth + 1,
+                        implicit_vr=implicit,
+                        walk=True,
+                        defined=True,
+                    )
                 pos = value_start + length
         if in_undefined_item:
             raise CannotUnderstand("item without its delimiter: truncated", status=STATUS_TRUNCATED)
         return pos
 
-    def items(self, pos: int, end: int, *, depth: int, implicit_vr: bool) -> tuple[int, int]:
-        """Walk the items of an undefined-length value up to its Sequence Delimitation Item."""
+    def items(
+        self, pos: int, end: int, *, depth: int, implicit_vr: bool, walk: bool, defined: bool = False
+    ) -> tuple[int, int]:
+        """Walk the items of a sequence or of encapsulated pixel data: up to the Sequence
+        Delimitation Item for an undefined length, exactly to ``end`` for a ``defined`` one.
+        ``walk``: the items hold data sets (a sequence), walked too (not pixel fragments)."""
+        if depth > _MAX_DEPTH:
+            raise CannotUnderstand("sequences nested too deeply", status=STATUS_GARBAGE)
         view = self.view
         count = 0
         while True:
+            if defined and pos == end:
+                return pos, count
             if pos + 8 > end:
                 raise CannotUnderstand(
-                    "sequence or pixel data without its delimiter: truncated", status=STATUS_TRUNCATED
+                    "sequence or pixel data without its delimiter: truncated"
+                    if not defined
+                    else "sequence items do not fill the sequence's length",
+                    status=STATUS_TRUNCATED,
                 )
             group, element = _TAG.unpack_from(view, pos)
             tag = (group << 16) | element
             length = _U32.unpack_from(view, pos + 4)[0]
-            if tag == _SEQUENCE_DELIMITER:
+            if tag == _SEQUENCE_DELIMITER and not defined:
                 return pos + 8, count
             if tag != _ITEM:
                 raise CannotUnderstand("expected an item in a sequence (not DICOM)", status=STATUS_GARBAGE)
             count += 1
-            if length == _UNDEFINED_LENGTH:
-                saved = self.implicit_vr
-                self.implicit_vr = implicit_vr
-                try:
+            saved = self.implicit_vr
+            self.implicit_vr = implicit_vr
+            try:
+                if length == _UNDEFINED_LENGTH:
+                    if not walk:
+                        raise CannotUnderstand(
+                            "pixel data fragment of undefined length", status=STATUS_GARBAGE
+                        )
                     pos = self.dataset(pos + 8, end, depth=depth, in_undefined_item=True)
-                finally:
-                    self.implicit_vr = saved
-            else:
+                    continue
                 if pos + 8 + length > end:
                     raise CannotUnderstand(
                         "item runs past the end of the data: truncated", status=STATUS_TRUNCATED
                     )
+                if walk and length:
+                    self.dataset(pos + 8, pos + 8 + length, depth=depth, in_undefined_item=False)
                 pos += 8 + length
+            finally:
+                self.implicit_vr = saved
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sequence(tag: int) -> bool:
+    """Whether the data dictionary gives ``tag`` VR SQ (implicit VR data sets carry no VR)."""
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:  # private or unknown: its value is skipped, not walked
+        return False
 
 
 def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -364,13 +406,49 @@ def parse_header(data: bytes | memoryview, *, implicit_vr: bool) -> Dataset:
         ) from exc
 
 
+# Attributes ingest and the InstanceStored hand-off read from the header. Decoded once here, so
+# that a value pydicom cannot convert (a US of 3 bytes, a VR changed in transit) is refused
+# with its name instead of raising later from deep inside the receive path.
+_READ_KEYWORDS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "Manufacturer",
+    "NumberOfSeriesRelatedInstances",
+    "ImagesInAcquisition",
+)
+
+
+def decode_read_attributes(header: Dataset) -> None:
+    """Convert every attribute of ``_READ_KEYWORDS`` present; CannotUnderstand (0xC000) naming
+    the first one pydicom cannot decode."""
+    for keyword in _READ_KEYWORDS:
+        try:
+            header.get(keyword)
+        except Exception as exc:  # pydicom raises ValueError, BytesLengthException, ...
+            raise CannotUnderstand(
+                f"{keyword} does not decode ({type(exc).__name__})", status=STATUS_GARBAGE
+            ) from exc
+
+
 def _int_attribute(header: Dataset, keyword: str, default: int | None = None) -> int | None:
     try:
         value = header.get(keyword, default)
         if value is None or value == "":
             return default
         return int(value)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # a value that is not one number (multi-valued, text, bytes)
         raise CannotUnderstand(f"{keyword} is not a number", status=STATUS_ABSURD_IMAGE) from exc
 
 
@@ -519,6 +597,7 @@ def inspect_dataset(
     # Parse only what precedes the pixel data: the pixels are neither copied nor read here.
     header_end = layout.value_offset if layout is not None else len(plain)
     header = parse_header(memoryview(plain)[:header_end], implicit_vr=implicit_vr)
+    decode_read_attributes(header)
     try:
         sop_class_uid = require_uid(header.get("SOPClassUID"), what="SOPClassUID")
         sop_instance_uid = require_uid(header.get("SOPInstanceUID"), what="SOPInstanceUID")

@@ -439,7 +439,7 @@ def test_implicit_vr_under_an_explicit_transfer_syntax_is_named() -> None:
     assert_refused(
         data,
         STATUS_GARBAGE,
-        "encoded implicit VR under an explicit VR",
+        "implicit VR data set under an explicit VR",
         ts=ts,
         negotiated_sop_class_uid=sop_class,
     )
@@ -456,3 +456,56 @@ def test_a_parametric_map_with_float_pixel_data_is_not_refused_as_pixel_less(
         inspect(encode(ds), negotiated_sop_class_uid=PARAMETRIC_MAP_STORAGE).sop_class_uid
         == PARAMETRIC_MAP_STORAGE
     )
+
+
+def _nested(depth: int) -> Dataset:
+    inner = Dataset()
+    inner.CodeValue = "X"
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    return inner
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_defined_length_sequences_are_walked_too(ct_file: Callable[..., Path], ts: str) -> None:
+    """pydicom writes defined lengths: the walk must enter those sequences as well (depth,
+    items that overrun their sequence), not only the undefined-length ones."""
+    ds = dcmread(ct_file())
+    ds.ContentSequence = _nested(10).ContentSequence  # real SR trees nest about this deep
+    inspect(encode(ds, ts), ts)
+    ds.ContentSequence = _nested(40).ContentSequence
+    assert_refused(encode(ds, ts), STATUS_GARBAGE, "nested too deeply", ts=ts)
+    # an item that claims more than its sequence holds
+    ds.ContentSequence = _nested(2).ContentSequence
+    data = bytearray(encode(ds, ts))
+    item_at = data.index(b"\xfe\xff\x00\xe0")
+    data[item_at + 4 : item_at + 8] = (0x1000).to_bytes(4, "little")
+    assert status_of(bytes(data), ts) == STATUS_TRUNCATED
+
+
+def test_encapsulated_fragments_are_not_walked_as_data_sets(ct_file: Callable[..., Path]) -> None:
+    _, data = dataset_bytes(ct_file(RLELossless))  # RLE segments are not DICOM elements
+    assert inspect(data, RLELossless).header.Rows == 64
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "new_vr", "keyword"),
+    [
+        (b"\x28\x00\x10\x00", b"US", b"UL", "Rows"),
+        (b"\x28\x00\x02\x00", b"US", b"FD", "SamplesPerPixel"),
+        (b"\x08\x00\x70\x00", b"LO", b"FD", "Manufacturer"),
+    ],
+)
+def test_a_value_pydicom_cannot_decode_is_refused_by_name(
+    ct_file: Callable[..., Path], tag: bytes, vr: bytes, new_vr: bytes, keyword: str
+) -> None:
+    """Found by bench/fuzz_ingest.py: a VR changed in transit (US → UL on 2 bytes) raised from
+    deep inside the receive path ("internal error") instead of a refusal."""
+    ds = dcmread(ct_file())
+    ds.Manufacturer = "ACME"  # 4 bytes: not a whole FD
+    data = bytearray(encode(ds))
+    at = data.index(tag + vr)
+    data[at + 4 : at + 6] = new_vr
+    assert_refused(bytes(data), STATUS_GARBAGE, f"{keyword} does not decode")
