@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
@@ -32,13 +32,21 @@ class RawAssociation:
 
     assoc: Any  # pynetdicom Association (requestor), only for its negotiated contexts
     sock: socket.socket
-    context_id: int
+    context_id: int  # the first accepted context
+    context_ids: dict[tuple[str, str], int] = field(default_factory=dict)
     message_id: int = 0
 
     def p_data_pdus(
-        self, data_set: bytes, *, sop_class_uid: str, sop_instance_uid: str, max_pdu: int = MAX_PDU
+        self,
+        data_set: bytes,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        context_id: int | None = None,
+        max_pdu: int = MAX_PDU,
     ) -> list[bytes]:
         """The encoded P-DATA-TF PDUs of one C-STORE-RQ carrying ``data_set`` as given."""
+        context_id = self.context_id if context_id is None else context_id
         self.message_id += 1
         primitive = C_STORE()
         primitive.MessageID = self.message_id
@@ -49,7 +57,7 @@ class RawAssociation:
         message = C_STORE_RQ()
         message.primitive_to_message(primitive)
         pdus = []
-        for p_data in message.encode_msg(self.context_id, max_pdu):
+        for p_data in message.encode_msg(context_id, max_pdu):
             pdu = P_DATA_TF()
             pdu.from_primitive(p_data)
             pdus.append(pdu.encode())
@@ -60,16 +68,21 @@ class RawAssociation:
 
     def read_store_status(self, *, timeout_s: float = 60.0) -> int | None:
         """The Status of the next C-STORE-RSP; None when the node closed or aborted instead."""
+        return self.read_store_status_and_comment(timeout_s=timeout_s)[0]
+
+    def read_store_status_and_comment(self, *, timeout_s: float = 60.0) -> tuple[int | None, str]:
+        """Status and ErrorComment (0000,0902) of the next C-STORE-RSP; (None, "") when the node
+        closed or aborted instead."""
         self.sock.settimeout(timeout_s)
         command = b""
         while True:
             header = _recv_exactly(self.sock, 6)
             if header is None:
-                return None
+                return None, ""
             pdu_type, _, length = struct.unpack(">BBI", header)
             body = _recv_exactly(self.sock, length)
             if body is None or pdu_type != 0x04:  # A-ABORT, A-RELEASE-RQ, ...: no status
-                return None
+                return None, ""
             position = 0
             while position < len(body):
                 item_length = struct.unpack(">I", body[position : position + 4])[0]
@@ -77,8 +90,10 @@ class RawAssociation:
                 command += body[position + 6 : position + 4 + item_length]
                 position += 4 + item_length
                 if control & 0x03 == 0x03:  # last fragment of a command
-                    status = read_dataset(DicomBytesIO(command), True, True).get("Status")
-                    return None if status is None else int(status)
+                    response = read_dataset(DicomBytesIO(command), True, True)
+                    status = response.get("Status")
+                    comment = str(response.get("ErrorComment", "") or "")
+                    return (None if status is None else int(status)), comment
 
     def release(self) -> bool:
         """A-RELEASE-RQ; True when the node answered A-RELEASE-RP."""
@@ -115,19 +130,29 @@ def _recv_exactly(sock: socket.socket, count: int) -> bytes | None:
 def raw_association(
     port: int,
     *,
-    sop_class_uid: str,
-    transfer_syntax_uid: str,
+    sop_class_uid: str = "",
+    transfer_syntax_uid: str = "",
+    contexts: Sequence[tuple[str, str]] = (),
     calling: str = "PYSCU",
     called: str = "CTAINODE",
 ) -> Iterator[RawAssociation]:
     """Associate with pynetdicom, then drive the socket by hand (the requestor's own reactor
-    is left idle: this side sends nothing through it)."""
+    is stopped: this side sends and reads everything itself).
+
+    One presentation context per (SOP class, transfer syntax) of ``contexts`` (or the one pair
+    given); :attr:`RawAssociation.context_ids` maps each accepted pair to its context ID.
+    """
+    pairs = list(contexts) or [(sop_class_uid, transfer_syntax_uid)]
     ae = AE(ae_title=calling)
-    ae.add_requested_context(sop_class_uid, transfer_syntax_uid)
+    for abstract, ts in dict.fromkeys(pairs):
+        ae.add_requested_context(abstract, ts)
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     if not assoc.is_established:
         raise ConnectionError("association not established")
-    [context] = assoc.accepted_contexts
+    ids = {
+        (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): int(cx.context_id)
+        for cx in assoc.accepted_contexts
+    }
     sock = assoc.dul.socket.socket
     # Take the socket over: stop pynetdicom's reader threads (they would eat the responses)
     # without closing it. Test-only use of pynetdicom internals.
@@ -135,7 +160,7 @@ def raw_association(
     assoc.dul._kill_thread = True
     assoc.dul.join(timeout=10)
     assoc.join(timeout=10)
-    raw = RawAssociation(assoc=assoc, sock=sock, context_id=int(context.context_id))
+    raw = RawAssociation(assoc=assoc, sock=sock, context_id=next(iter(ids.values()), 1), context_ids=ids)
     try:
         yield raw
     finally:
