@@ -98,6 +98,16 @@ class StudyStable(Contract):
 # ---------------------------------------------------------------------------------------------
 
 
+class SetAsideInstance(Contract):
+    """An instance filed in a series it does not belong to (a Secondary Capture or another
+    node's result inside a CT series, an object of another SOP class): left out of the series'
+    instances and volume, and why (dicom_node.routing.manifest)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    reason: str
+
+
 class SeriesManifest(Contract):
     """Header facts about one series (no pixels), what routing rules look at."""
 
@@ -113,6 +123,8 @@ class SeriesManifest(Contract):
     sop_instance_uids: tuple[str, ...]
     # True for objects this node made (its UID root or algorithm identification): never input.
     is_node_result: bool = False
+    # Instances left out of ``sop_instance_uids`` / ``image_count`` (and the volume), with why.
+    set_aside: tuple[SetAsideInstance, ...] = ()
     # Other top-level attributes of the first instance, by DICOM keyword, as strings. Patient
     # identifiers are left out (see dicom_node.phi).
     attributes: dict[str, str] = Field(default_factory=dict)
