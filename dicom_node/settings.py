@@ -215,6 +215,24 @@ class DicomwebDestinationSettings(DestinationBase):
     tls: TLSSettings = Field(default_factory=TLSSettings)
 
 
+class FolderDestinationSettings(DestinationBase):
+    """A folder (a local disk or a mounted share): each result object as a DICOM file under
+    ``<path>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` (research exports, file
+    drops). Confirmed by reading the files back; healthy when the folder is writable."""
+
+    implementation: ClassVar[str] = "dicom_node.delivery.folder:FolderDestination"
+
+    kind: Literal["folder"]
+    path: Path
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"a folder destination needs an absolute path, got {str(value)!r}")
+        return value
+
+
 def _destination_kind(value: Any) -> str:
     # A destination without "kind" is a DICOM peer (the first kind, and the common case).
     if isinstance(value, Mapping):
@@ -225,7 +243,8 @@ def _destination_kind(value: Any) -> str:
 # The settings of one destination: a union discriminated on ``kind``.
 DestinationSettings = Annotated[
     Annotated[DicomDestinationSettings, Tag("dicom")]
-    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")],
+    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")]
+    | Annotated[FolderDestinationSettings, Tag("folder")],
     Discriminator(_destination_kind),
 ]
 

@@ -6,11 +6,17 @@ from pathlib import Path
 
 from dicom_node.contracts import StudySource
 from dicom_node.errors import PermanentError
-from dicom_node.ingest.orthanc_source import credentials_from_env, fetch_study
+from dicom_node.ingest.orthanc_source import fetch_study
 from dicom_node.settings import Settings
 
 
-def local_study_dir(settings: Settings, source: StudySource, study_instance_uid: str) -> Path:
+def local_study_dir(
+    settings: Settings,
+    source: StudySource,
+    study_instance_uid: str,
+    *,
+    orthanc_auth: tuple[str, str] | None = None,
+) -> Path:
     """The study folder in the staging layout (``<study>/<series>/<sop>.dcm``).
 
     A C-STORE or STOW-RS study is already staged. An Orthanc study is copied once into
@@ -21,9 +27,7 @@ def local_study_dir(settings: Settings, source: StudySource, study_instance_uid:
         if not source.staging_path:
             raise PermanentError("staging source without a path")
         return Path(source.staging_path)
-    fetched = fetch_study(
-        source, settings.storage.root / "fetched", auth=credentials_from_env(), timeout_s=120.0
-    )
+    fetched = fetch_study(source, settings.storage.root / "fetched", auth=orthanc_auth, timeout_s=120.0)
     if fetched.study_instance_uid != study_instance_uid:
         raise PermanentError(
             f"Orthanc study {source.orthanc_study_id} holds {fetched.study_instance_uid}, "
