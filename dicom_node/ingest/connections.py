@@ -432,7 +432,11 @@ class GuardedAssociationServer(ThreadedAssociationServer):
             connection = self._connections.get(client_address)
             if connection is not None:
                 connection.socket = tls  # the watchdog shuts down the socket in use
-        tls.do_handshake()
+        try:
+            tls.do_handshake()
+        except BaseException:
+            _close(tls)  # the plain socket it was made from is detached: close the TLS one
+            raise
         tls.settimeout(self._limits.network_timeout_s)
         return tls
 
