@@ -25,9 +25,14 @@ extension points, no pynetdicom internals) decide **before** a connection takes 
    ``max_associations`` connections already open            A-ASSOCIATE-RJ 2/3/2
    ======================================================  ==========================================
 
-   A refused connection never gets an association thread: one :class:`_Rejecter` thread reads its
-   A-ASSOCIATE-RQ (discarding it; at most ``acse_timeout_s``), sends the 10-byte A-ASSOCIATE-RJ
-   and closes. Over TLS, or when 64 refusals are already pending, it is simply closed.
+   Before refusing for a limit, the oldest connection of that address (or, for the total, of any
+   address) that has been silent for a second, without a complete A-ASSOCIATE-RQ, is shut down
+   and the new one admitted instead: silent sockets can never hold every slot (a real sender's RQ
+   follows its connect within milliseconds). Only connections that asked for an association count
+   to the end. A refused connection never gets an association thread: one :class:`_Rejecter`
+   thread reads its A-ASSOCIATE-RQ (discarding it; at most ``acse_timeout_s``), sends the 10-byte
+   A-ASSOCIATE-RJ and closes. Over TLS, or when 64 refusals are already pending, it is simply
+   closed.
 2. The TLS handshake runs in the connection's own thread (``setup`` of the request handler),
    bounded by ``acse_timeout_s``.
 3. ``acse_timeout_s`` (default 5 s) is pynetdicom's wait for the A-ASSOCIATE-RQ (and its ARTIM
@@ -77,6 +82,7 @@ _MAX_RQ_BYTES = 1024**2  # an A-ASSOCIATE-RQ of 128 contexts is ~20 KB; more is 
 _REJECTER_MAX_PENDING = 64
 _REJECTER_DRAIN_S = 2.0
 _LOG_EVERY_S = 60.0
+_EVICT_AFTER_S = 1.0  # a connection this long without its A-ASSOCIATE-RQ may be evicted
 
 
 def a_associate_rj_pdu(result: int, source: int, reason: int) -> bytes:
@@ -368,24 +374,46 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         peer = str(peer_address) if peer_address is not None else str(client_address[0])
         now = self._clock()
         refusal: Refusal | None = None
+        evicted: _Connection | None = None
         with self._lock:
             self._prune_locked()
+            live = [c for c in self._connections.values() if not c.shut_down]
+            same_peer = [c for c in live if c.peer == peer]
             if not self._policy.address_allowed(peer_address):
                 refusal = ADDRESS_NOT_ALLOWED
-            elif sum(1 for c in self._connections.values() if c.peer == peer) >= (
-                self._limits.max_connections_per_peer
-            ):
-                refusal = PEER_LIMIT
-            elif len(self._connections) >= self._limits.max_connections:
-                refusal = TOTAL_LIMIT
-            else:
+            elif len(same_peer) >= self._limits.max_connections_per_peer:
+                evicted = self._evictable(same_peer, now)
+                refusal = PEER_LIMIT if evicted is None else None
+            elif len(live) >= self._limits.max_connections:
+                evicted = self._evictable(live, now)
+                refusal = TOTAL_LIMIT if evicted is None else None
+            if evicted is not None:
+                evicted.shut_down = True
+            if refusal is None:
                 self._connections[client_address] = _Connection(peer=peer, accepted_at=now, socket=request)
-                return True
+        if evicted is not None:
+            # A connection that has said nothing makes room for one that may: silent sockets
+            # cannot hold every slot until they time out (a real sender's RQ follows its
+            # connect within milliseconds).
+            self._log.warning(evicted.peer, "silent connection closed to admit a new one")
+            _shutdown(evicted.socket)
+        if refusal is None:
+            return True
         self._log.warning(peer, refusal.text)
         if self.ssl_context is None:
             # Hand the connection over; socketserver then "closes" the detached shell it keeps.
             self._rejecter.reject(socket.socket(fileno=request.detach()), refusal)
         return False
+
+    def _evictable(self, connections: list[_Connection], now: float) -> _Connection | None:
+        """The oldest connection silent for at least ``_EVICT_AFTER_S`` (no complete
+        A-ASSOCIATE-RQ yet), or None."""
+        silent = [
+            c
+            for c in connections
+            if not c.requested and now - c.accepted_at >= min(_EVICT_AFTER_S, self._limits.request_timeout_s)
+        ]
+        return min(silent, key=lambda c: c.accepted_at) if silent else None
 
     def service_actions(self) -> None:
         """Each serve_forever tick: shut down connections silent past ``acse_timeout_s``."""
@@ -477,5 +505,6 @@ class GuardedAssociationServer(ThreadedAssociationServer):
             self._prune_locked()
             counts: dict[str, int] = {}
             for connection in self._connections.values():
-                counts[connection.peer] = counts.get(connection.peer, 0) + 1
+                if not connection.shut_down:
+                    counts[connection.peer] = counts.get(connection.peer, 0) + 1
             return counts

@@ -157,7 +157,10 @@ class StoreSCP:
     def _make_ae(self) -> AE:
         dicom = self.settings.dicom
         ae = AE(ae_title=dicom.ae_title)
-        ae.maximum_associations = dicom.max_associations
+        # Admission is decided per connection (dicom_node.ingest.connections). pynetdicom's own
+        # count also includes the threads of connections already shut down that wait out
+        # acse_timeout_s: keep it as a loose backstop, not the limit.
+        ae.maximum_associations = max(4 * dicom.max_associations, dicom.max_associations + 64)
         ae.maximum_pdu_size = dicom.max_pdu_bytes
         ae.network_timeout = dicom.network_timeout_s
         ae.acse_timeout = dicom.acse_timeout_s

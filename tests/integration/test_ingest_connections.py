@@ -12,6 +12,7 @@ import contextlib
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,33 @@ def test_idle_connections_from_outside_the_allowlist_take_no_slot(start_node: An
         assert len(idle) == 20
 
 
+def test_silent_connections_filling_every_slot_make_room_for_a_real_sender(
+    start_node: Any, ct2: list[Path]
+) -> None:
+    """The issue's lockout from allowed addresses: two addresses fill both their per-peer quotas
+    and so every slot with sockets that never speak."""
+    node: Node = start_node(
+        dicom=loopback_peers(max_associations=6, max_associations_per_peer=3, acse_timeout_s=60)
+    )
+    with idle_sockets(node.port, 3, source="127.0.0.2"), idle_sockets(node.port, 3, source="127.0.0.3"):
+        wait_until(
+            lambda: sum(node.scp.open_connections().values()) == 6, timeout_s=WAIT_S, what="6 admitted"
+        )
+        time.sleep(1.5)  # older than the eviction threshold (1 s), far from acse_timeout_s (60 s)
+        assert store_successes(storescu(node.port, ct2)) == 2
+        assert pyscu_statuses(node.port, ct2[:1]) == [0x0000]
+        # associations that did ask are never evicted: all 6 slots held by real ones -> refused
+        held = [associate_from(node.port, "127.0.0.1") for _ in range(3)]
+        held += [associate_from(node.port, "127.0.0.2") for _ in range(3)]
+        try:
+            assert all(a.is_established for a in held)
+            over = associate_from(node.port, "127.0.0.4")
+            assert over.is_rejected
+        finally:
+            for assoc in held:
+                assoc.release()
+
+
 def test_idle_connections_from_an_allowed_address_are_limited_per_peer(
     start_node: Any, ct2: list[Path]
 ) -> None:
@@ -110,20 +138,33 @@ def test_idle_connections_from_an_allowed_address_are_limited_per_peer(
         dicom=loopback_peers(max_associations=6, max_associations_per_peer=3, acse_timeout_s=60)
     )
     with idle_sockets(node.port, 10, source="127.0.0.2") as idle:
+        # opened within far less than the eviction threshold: 3 admitted, 7 to the rejecter
         wait_until(
             lambda: node.scp.open_connections().get("127.0.0.2") == 3, timeout_s=WAIT_S, what="3 admitted"
         )
-        # the same address is over its limit: a transient local-limit-exceeded rejection (2/3/2)
-        over = associate_from(node.port, "127.0.0.2")
-        assert over.is_rejected
-        answer = over.acceptor.primitive
-        assert (answer.result, answer.result_source, answer.diagnostic) == (2, 3, 2)
         # another sender is not locked out
         assert store_successes(storescu(node.port, ct2)) == 2
         assert pyscu_statuses(node.port, ct2[:1]) == [0x0000]
-        # the 7 refused sockets (still open, waiting in the rejecter for an RQ) hold no slot
-        assert node.scp.open_connections().get("127.0.0.2") == 3
         assert len(idle) == 10
+
+
+def test_a_peer_over_its_limit_of_real_associations_is_rejected_transiently(start_node: Any) -> None:
+    node: Node = start_node(
+        dicom=loopback_peers(max_associations=6, max_associations_per_peer=3, acse_timeout_s=60)
+    )
+    held = [associate_from(node.port, "127.0.0.2") for _ in range(3)]
+    try:
+        assert all(a.is_established for a in held)
+        over = associate_from(node.port, "127.0.0.2")
+        assert over.is_rejected  # established associations are never evicted
+        answer = over.acceptor.primitive
+        assert (answer.result, answer.result_source, answer.diagnostic) == (2, 3, 2)
+        other = associate_from(node.port, "127.0.0.3")  # another address still gets in
+        assert other.is_established
+        other.release()
+    finally:
+        for assoc in held:
+            assoc.release()
 
 
 def test_total_limit_rejects_transiently(start_node: Any) -> None:
