@@ -196,6 +196,10 @@ class Job(Contract):
     study_instance_uid: str
     series_instance_uids: tuple[str, ...]
     sop_set_digest: str
+    # The instances the job computes on (sop_set_digest is theirs): the series' input instances as
+    # routing saw them, without objects set aside (e.g. a Secondary Capture filed in the series).
+    # Empty in jobs stored before it existed: then every instance in the series folder is read.
+    sop_instance_uids: tuple[str, ...] = ()
     pipeline: str
     model_version: str
     ruleset_digest: str
