@@ -83,6 +83,10 @@ class SegmentOut:
     score: float
     measurements: Measurements
     description: str  # words grounded in the measurements
+    # label values of the structures lying inside this one (the lungs and bone inside the body):
+    # the label map holds one label per voxel, so their voxels belong to this structure too, and
+    # ``measurements`` count them (one definition per structure, issue 12 item 11)
+    contains: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def run_job(ctx: WorkerContext, job: Job) -> ComputeOutcome:
             job.study_instance_uid,
             orthanc_auth=credentials_from_env(ctx.environ),
         )
-        files = series_files(study_dir, job.series_instance_uids[0])
+        files = series_files(study_dir, job.series_instance_uids[0], job.sop_instance_uids)
     with _timed(timings, "load"):
         series = load_series(files)
     pipeline = get_pipeline(job.pipeline, **pipeline_options(ctx, job.pipeline))

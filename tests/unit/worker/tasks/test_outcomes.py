@@ -13,6 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from dicom_node.errors import ConfigError, PermanentError, TransientError
 from dicom_node.settings import QueueSettings, Settings
+from tests.support.fake_task import FakeTask, Retry
 from worker.context import WorkerContext
 from worker.tasks.outcomes import ErrorClass, RetryAction, RetryPolicy, classify_error, should_retry
 from worker.tasks.shells import settle_failure
@@ -118,22 +119,6 @@ def test_errors_that_cannot_pass_are_permanent(exc: BaseException) -> None:
     assert RetryPolicy().plan(exc, 0, jitter=random.Random(0)).action is RetryAction.FAIL
 
 
-class _Retry(Exception):
-    pass
-
-
-class _FakeTask:
-    """The two things the shells use of a bound Celery task (a unit-test stand-in for Celery)."""
-
-    def __init__(self, retries: int) -> None:
-        self.request = type("Request", (), {"retries": retries})()
-        self.countdowns: list[float] = []
-
-    def retry(self, *, exc: BaseException, countdown: float) -> _Retry:
-        self.countdowns.append(countdown)
-        return _Retry(str(exc))
-
-
 class _Marks:
     def __init__(self) -> None:
         self.marks: list[tuple[str, str]] = []
@@ -165,18 +150,16 @@ def test_one_ladder_retries_then_dead_letters_then_fails(tmp_path: Path) -> None
     ctx = _ctx(tmp_path, max_retries=2, retry_backoff_base_s=1.0, retry_backoff_max_s=4.0)
     try:
         marks = _Marks()
-        task = _FakeTask(retries=0)
-        with pytest.raises(_Retry):
+        task = FakeTask(retries=0)
+        with pytest.raises(Retry):
             settle_failure(task, ctx, OSError(errno.ENOSPC, "disk full"), marks, log_extra={})  # type: ignore[arg-type]
         assert marks.marks[0][0] == "retrying" and "disk full" in marks.marks[0][1]
         assert 0.0 <= task.countdowns[0] <= 2.0
-        exhausted = settle_failure(
-            _FakeTask(retries=2), ctx, TransientError("peer down"), marks, log_extra={}
-        )  # type: ignore[arg-type]
+        exhausted = settle_failure(FakeTask(retries=2), ctx, TransientError("peer down"), marks, log_extra={})  # type: ignore[arg-type]
         assert exhausted == {"state": "dead"} and "gave up after 2 retries" in marks.marks[-1][1]
-        failed = settle_failure(_FakeTask(retries=0), ctx, ValueError("bad header"), marks, log_extra={})  # type: ignore[arg-type]
+        failed = settle_failure(FakeTask(retries=0), ctx, ValueError("bad header"), marks, log_extra={})  # type: ignore[arg-type]
         assert failed == {"state": "failed"} and marks.marks[-1] == ("failed", "ValueError: bad header")
-        timed_out = settle_failure(_FakeTask(retries=0), ctx, SoftTimeLimitExceeded(), marks, log_extra={})  # type: ignore[arg-type]
+        timed_out = settle_failure(FakeTask(retries=0), ctx, SoftTimeLimitExceeded(), marks, log_extra={})  # type: ignore[arg-type]
         assert timed_out == {"state": "failed"} and "time limit: still running after" in marks.marks[-1][1]
     finally:
         ctx.close()
@@ -188,7 +171,7 @@ def test_the_ladder_waits_with_a_delivery_policy(tmp_path: Path) -> None:
         marks = _Marks()
         policy = RetryPolicy.for_deliveries(ctx.settings.queue)
         waited = settle_failure(
-            _FakeTask(retries=1),
+            FakeTask(retries=1),
             ctx,
             TransientError("peer down"),
             marks,
@@ -197,7 +180,7 @@ def test_the_ladder_waits_with_a_delivery_policy(tmp_path: Path) -> None:
         )
         assert waited == {"state": "waiting"} and marks.marks[-1][0] == "waiting"
         dead = settle_failure(
-            _FakeTask(retries=1),  # type: ignore[arg-type]
+            FakeTask(retries=1),  # type: ignore[arg-type]
             ctx,
             TransientError("peer down"),
             marks,  # type: ignore[arg-type]
