@@ -83,6 +83,13 @@ class SegmentOut:
     score: float
     measurements: Measurements
     description: str  # words grounded in the measurements
+    # Segmented Property Type Modifier (laterality, PS3.3 C.8.20.2), e.g. Left for "left kidney"
+    type_modifier: Code | None = None
+    # The algorithm that produced this segment (PS3.3 C.8.20.2 Segment Algorithm Name/Version):
+    # empty = the pipeline's own (ModelOutputs.model_name/version); set when a pipeline composes
+    # the answers of several models (``pipeline: auto``, TotalSegmentator's parts).
+    algorithm_name: str = ""
+    algorithm_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class DetectionOut:
     finding_site: Code | None
     measurements: Measurements | None
     description: str
+    algorithm_name: str = ""  # as SegmentOut: empty = the pipeline's own
+    algorithm_version: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ _COMMANDS: dict[str, str] = {
     "infer": "worker.cli.infer:infer",
     "rules": "worker.cli.rules:rules",
     "jobs": "worker.cli.jobs:jobs",
-    "model": "worker.cli.model:model",
+    # worker.cli.model's group, with `model import` added by worker.cli.model_import
+    "model": "worker.cli.model_import:model",
+    "pipelines": "worker.cli.pipelines:pipelines",
     "viewer": "worker.cli.viewer:viewer",
 }
 
