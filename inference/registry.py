@@ -223,3 +223,9 @@ def get_pipeline(name: str, **options: object) -> Pipeline:
             factory = getattr(importlib.import_module(module_name), attr)
             _instances[key] = factory(**pipeline_info.options, **options)
         return _instances[key]
+
+
+def forget_instances() -> None:
+    """Drop the warm pipeline instances (tests; a worker re-reading installed models)."""
+    with _lock:
+        _instances.clear()

@@ -59,7 +59,7 @@ def import_model(
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as tmp:
         staging = Path(tmp) / "model"
         if path.is_dir():
-            shutil.copytree(path, staging, symlinks=False)
+            shutil.copytree(path, staging / path.name, symlinks=False)  # keeps Trainer__Plans__config
         else:
             _unzip(path, staging)
         kind, root = _find_model_root(staging, path)
