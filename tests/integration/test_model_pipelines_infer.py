@@ -1,0 +1,102 @@
+"""An nnU-Net v2 model end to end: zipped as nnU-Net exports it, `ctnode model import`,
+`ctnode pipelines list`, `ctnode infer --pipeline nnunet:NAME` on a DICOM CT series → SEG with
+SNOMED CT coded segments and SR/GSPS, dciodvfy clean. Real subprocesses of the installed
+``ctnode``; the model is made with nnU-Net's own planner and network code (random weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from inference.vocabulary import lookup
+from tests.support.ct_series import make_ct_series
+from tests.support.dcmtk import dciodvfy_errors
+
+pytest.importorskip("nnunetv2")
+
+from tests.support.nnunet_models import make_nnunet_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.model, pytest.mark.slow]
+
+CTNODE = str(Path(sys.executable).parent / "ctnode")
+LABELS = {"liver": 1, "spleen": 2, "vertebrae_L3": 3, "kidney_left": 4}
+
+
+def _ctnode(*args: str, model_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CTNODE_MODEL_DIR": str(model_dir)}
+    return subprocess.run([CTNODE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nnunet-e2e")
+    folder = make_nnunet_model(root / "make", labels=LABELS, dataset_id=903, dataset_name="Abdomen", seed=11)
+    archive = shutil.make_archive(
+        str(root / "Dataset903_Abdomen"), "zip", folder.parents[1], folder.parent.name
+    )
+    model_dir = root / "models"
+    done = _ctnode(
+        "model", "import", archive, "--name", "abdomen", "--licence", "CC0-1.0", model_dir=model_dir
+    )
+    assert done.returncode == 0, done.stderr
+    assert "installed nnunet:abdomen" in done.stdout
+    return model_dir
+
+
+def test_pipelines_list_shows_the_installed_model(installed: Path) -> None:
+    done = _ctnode("pipelines", "list", "--json", model_dir=installed)
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    row = rows["nnunet:abdomen"]
+    assert row["installed"] is True and row["source"] == "nnunet"
+    assert set(row["answers"]) == {"liver", "spleen", "l3 vertebra", "left kidney"}
+    assert row["version"].startswith("abdomen@")
+    assert rows["totalsegmentator"]["installed"] is False
+    assert "ctnode model import" in rows["totalsegmentator"]["missing"]
+
+
+def test_infer_writes_coded_segments_dciodvfy_clean(installed: Path, tmp_path: Path) -> None:
+    ct = tmp_path / "ct"
+    make_ct_series(ct, n_slices=24, rows=64, cols=64, spacing_mm=(2.5, 3.0, 3.0))
+    out = tmp_path / "out"
+    done = _ctnode("infer", str(ct), "--out", str(out), "--pipeline", "nnunet:abdomen", model_dir=installed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seg_path = next(
+        p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SEG"
+    )
+    seg = pydicom.dcmread(seg_path)
+    assert len(seg.SegmentSequence) >= 1
+    for item in seg.SegmentSequence:
+        structure = lookup(item.SegmentLabel)
+        assert structure is not None, item.SegmentLabel
+        code = item.SegmentedPropertyTypeCodeSequence[0]
+        assert (code.CodeValue, code.CodingSchemeDesignator) == (structure.type.value, "SCT")
+        category = item.SegmentedPropertyCategoryCodeSequence[0]
+        assert category.CodeValue == structure.category.value
+    for path in out.glob("*.dcm"):
+        assert dciodvfy_errors(path) == [], path.name
+
+
+def test_unknown_model_name_says_how_to_install(installed: Path, tmp_path: Path) -> None:
+    ct = tmp_path / "ct"
+    make_ct_series(ct, n_slices=4, rows=32, cols=32)
+    done = _ctnode(
+        "infer", str(ct), "--out", str(tmp_path / "o"), "--pipeline", "nnunet:other", model_dir=installed
+    )
+    assert done.returncode != 0
+    assert "ctnode model import PATH --name other" in done.stderr
+
+
+def test_corrupt_zip_is_one_clear_error(installed: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "weights.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    done = _ctnode("model", "import", str(bad), "--name", "bad", model_dir=installed)
+    assert done.returncode != 0
+    assert "not a readable zip" in done.stderr and "Traceback" not in done.stderr
