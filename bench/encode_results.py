@@ -32,7 +32,6 @@ from dicom_node.contracts import (  # noqa: E402
     AnalysisResult,
     BoxFinding,
     CodedConcept,
-    ResultRole,
     SegmentDescription,
     SegmentMeasurement,
     SnippetLocation,
@@ -199,9 +198,7 @@ def child_reader(ct_dir: Path) -> dict[str, float]:
     }
 
 
-def child_encode(
-    ct_dir: Path, n_slices: int, n_segments: int, repeat: int, roles: str, seg_type: str
-) -> dict[str, object]:
+def child_encode(ct_dir: Path, n_slices: int, n_segments: int, repeat: int, roles: str) -> dict[str, object]:
     import pydicom
 
     from dicom_node.results.bundle import encode_results
@@ -211,7 +208,7 @@ def child_encode(
     analysis = analysis_for(labelmap, n_segments)
     reset_peak_rss()
     baseline = current_rss_mb()
-    wanted = [ResultRole(r) for r in roles.split(",")]
+    wanted = roles.split(",")
     runs = []
     seg_frames = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,11 +226,10 @@ def child_encode(
                         uid_root=UID_ROOT,
                         manufacturer="ct-ai-node",
                         roles=[role],
-                        seg_type=seg_type,  # type: ignore[arg-type]
                         content_datetime=datetime(2026, 11, 23, 12, 0),
                     )
                 )
-                per_role[role.value] = (wall, cpu)
+                per_role[role] = (wall, cpu)
             # All roles in one call (the label statistics are then computed once).
             wall, cpu, bundle = timed(
                 lambda i=i: encode_results(
@@ -246,13 +242,12 @@ def child_encode(
                     uid_root=UID_ROOT,
                     manufacturer="ct-ai-node",
                     roles=wanted,
-                    seg_type=seg_type,  # type: ignore[arg-type]
                     content_datetime=datetime(2026, 11, 23, 12, 0),
                 )
             )
             sizes = {Path(f.path).name: Path(f.path).stat().st_size for f in bundle.files}  # type: ignore[attr-defined]
             runs.append({"per_role": per_role, "together": (wall, cpu), "sizes": sizes})
-            seg_paths = [f.path for f in bundle.files if f.role == ResultRole.SEG]  # type: ignore[attr-defined]
+            seg_paths = [f.path for f in bundle.files if f.role.startswith("seg")]  # type: ignore[attr-defined]
             if seg_paths:
                 seg_frames = int(pydicom.dcmread(seg_paths[0], stop_before_pixels=True).NumberOfFrames)
     return {
@@ -270,11 +265,7 @@ def child(argv: list[str]) -> None:
     if kind == "reader":
         print(json.dumps(child_reader(Path(argv[1]))))
     else:
-        print(
-            json.dumps(
-                child_encode(Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), argv[5], argv[6])
-            )
-        )
+        print(json.dumps(child_encode(Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), argv[5])))
 
 
 def run_child(*args: str) -> dict[str, object]:
@@ -337,8 +328,8 @@ def main() -> None:
             f"(+{reader['growth_mb']:.0f} MB for a {reader['volume_mb']:.0f} MB float32 volume)"
         )
         common = (str(ct_dir), str(args.slices), str(args.segments), str(args.repeat))
-        report_encode("SEG (binary) + SR + GSPS", run_child("encode", *common, "seg,sr,gsps", "binary"))
-        report_encode("LABELMAP SEG", run_child("encode", *common, "seg", "labelmap"))
+        report_encode("SEG (binary) + SR + GSPS", run_child("encode", *common, "seg,sr,gsps"))
+        report_encode("LABELMAP SEG", run_child("encode", *common, "seg-labelmap"))
 
 
 if __name__ == "__main__":

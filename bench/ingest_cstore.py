@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 from pydicom import dcmread  # noqa: E402
 from pynetdicom import AE, _config, evt  # noqa: E402
 
+from dicom_node.constants import CT_IMAGE_STORAGE  # noqa: E402
 from dicom_node.ingest.scp import StoreSCP  # noqa: E402
-from dicom_node.ingest.sop_classes import CT_IMAGE_STORAGE  # noqa: E402
 from dicom_node.ingest.staging import Staging  # noqa: E402
 from dicom_node.ingest.validation import ImageLimits, inspect_dataset  # noqa: E402
 from dicom_node.settings import load_settings  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from dicom_node.contracts import ResultBundle, ResultFile  # noqa: E402
 from dicom_node.delivery import confirm_qido, deliver  # noqa: E402
 from dicom_node.jobs import DeliveryState, JobStore  # noqa: E402
-from dicom_node.settings import DestinationSettings  # noqa: E402
+from dicom_node.settings import DicomDestinationSettings, DicomwebDestinationSettings  # noqa: E402
 from tests.support.dcmtk import storescp  # noqa: E402
 from tests.support.orthanc import orthanc  # noqa: E402
 from tests.support.postgres import postgres_url  # noqa: E402
@@ -100,10 +100,12 @@ def bench_delivery(work: Path, n_objects: int) -> dict[str, float]:
     bundle = bundle.model_copy(update={"files": (*bundle.files, big_object(work / "r", bundle))})
     out: dict[str, float] = {}
     with storescp(work / "pacs" / "in") as (_proc, port):
-        dest = DestinationSettings(ae_title="PACS", port=port, objects=["sr"])
+        dest = DicomDestinationSettings(ae_title="PACS", port=port, objects=["sr"])
         out["cstore_s"] = timed(lambda: deliver(bundle, "PACS", dest, calling_ae_title="BENCH"))
     with orthanc(work / "orthanc") as server:
-        web = DestinationSettings(kind="dicomweb", url=server.dicomweb_url, objects=["sr"], timeout_s=60)
+        web = DicomwebDestinationSettings(
+            kind="dicomweb", url=server.dicomweb_url, objects=["sr"], timeout_s=60
+        )
         out["stow_qido_s"] = timed(lambda: deliver(bundle, "WEB", web, calling_ae_title="BENCH"))
         out["qido_s"] = timed(
             lambda: confirm_qido(bundle.files, web, study_instance_uid=bundle.study_instance_uid)

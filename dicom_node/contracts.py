@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from dicom_node.constants import LABEL_MAP_SEGMENTATION_STORAGE
+
+# ResultRole is re-exported: the built-in role names live with the table of kinds.
+from dicom_node.result_kinds import ResultRole as ResultRole
+from dicom_node.result_kinds import check_role
 
 
 class Contract(BaseModel):
@@ -274,20 +280,29 @@ class AnalysisResult(Contract):
 # ---------------------------------------------------------------------------------------------
 
 
-class ResultRole(StrEnum):
-    SEG = "seg"
-    SR = "sr"
-    GSPS = "gsps"
-    SC = "sc"  # secondary-capture overlay fallback for PACS that cannot show SEG
+# A result object's kind, by its role name in the table of kinds (dicom_node.result_kinds).
+RoleName = Annotated[str, AfterValidator(check_role)]
 
 
 class ResultFile(Contract):
-    role: ResultRole
+    role: RoleName
     path: str
     sop_class_uid: str
     sop_instance_uid: str
     series_instance_uid: str
     transfer_syntax_uid: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labelmap_seg_has_its_own_role(cls, data: Any) -> Any:
+        # Bundles stored before label-map SEG had its own role called it "seg": read them as now.
+        if (
+            isinstance(data, dict)
+            and data.get("role") == ResultRole.SEG
+            and data.get("sop_class_uid") == LABEL_MAP_SEGMENTATION_STORAGE
+        ):
+            return {**data, "role": ResultRole.SEG_LABELMAP}
+        return data
 
 
 class ResultBundle(Contract):

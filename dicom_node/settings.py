@@ -13,13 +13,24 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.errors import ConfigError
+from dicom_node.result_kinds import DEFAULT_OBJECTS, check_role
 
 
 class Section(BaseModel):
@@ -136,31 +147,71 @@ class JobStoreSettings(Section):
     database_url: str = ""
 
 
-ResultObject = Literal["seg", "sr", "gsps", "sc"]
-DEFAULT_OBJECTS: tuple[ResultObject, ...] = ("seg", "sr", "gsps")
+# A result object's kind by its role in dicom_node.result_kinds ("seg", "seg-labelmap", "sr", ...).
+ResultObject = Annotated[str, AfterValidator(check_role)]
 
 
-class DestinationSettings(Section):
-    """A place results go: a DICOM peer (C-STORE) or a DICOMweb server (STOW-RS)."""
+class DestinationBase(Section):
+    """What every destination kind has: which objects it takes and how long to wait for it.
 
-    kind: Literal["dicom", "dicomweb"] = "dicom"
+    A kind is one settings class here (with its ``kind`` literal and the ``implementation`` that
+    sends to it, "module:class" of a :class:`dicom_node.delivery.destination.Destination`) plus
+    that module: see docs/extending.md.
+    """
+
+    implementation: ClassVar[str]
+
+    # Which objects to send, by result kind (dicom_node.result_kinds): profiles for PACS that cannot
+    # show SEG add "sc"; viewers that crash on volumetric SR groups take "sr-planar" instead of "sr".
+    objects: list[ResultObject] = Field(default_factory=lambda: list(DEFAULT_OBJECTS))
+    # Shorthand: "labelmap" sends the LABELMAP SEG where ``objects`` says "seg".
+    seg_type: Literal["binary", "labelmap"] = "binary"
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """``objects`` with ``seg_type`` applied: the result kinds this destination takes."""
+        swap = {"seg": "seg-labelmap"} if self.seg_type == "labelmap" else {}
+        return tuple(dict.fromkeys(swap.get(role, role) for role in self.objects))
+
+
+class DicomDestinationSettings(DestinationBase):
+    """A DICOM peer (PACS, archive, workstation): C-STORE, C-FIND query-back, C-ECHO."""
+
+    implementation: ClassVar[str] = "dicom_node.delivery.dicom_peer:DicomPeer"
+
+    kind: Literal["dicom"] = "dicom"
     ae_title: str = Field(default="PACS", max_length=16)
     host: str = "127.0.0.1"
     port: int = Field(default=104, ge=1, le=65535)
     tls: TLSSettings = Field(default_factory=TLSSettings)
-    url: str = ""  # DICOMweb base URL (kind == "dicomweb")
+
+
+class DicomwebDestinationSettings(DestinationBase):
+    """A DICOMweb server: STOW-RS, QIDO-RS query-back and health check."""
+
+    implementation: ClassVar[str] = "dicom_node.delivery.dicomweb:DicomwebServer"
+
+    kind: Literal["dicomweb"]
+    url: str = Field(min_length=1)  # the server's DICOMweb base URL, e.g. http://pacs/dicom-web
     # Name of an environment variable holding a bearer token; never the token itself.
     token_env: str = ""
-    # Which objects to send; profiles for PACS that cannot show SEG add "sc".
-    objects: list[ResultObject] = Field(default_factory=lambda: list(DEFAULT_OBJECTS))
-    seg_type: Literal["binary", "labelmap"] = "binary"
-    timeout_s: float = 30.0
+    tls: TLSSettings = Field(default_factory=TLSSettings)
 
-    @model_validator(mode="after")
-    def _url_for_dicomweb(self) -> DestinationSettings:
-        if self.kind == "dicomweb" and not self.url:
-            raise ValueError("a dicomweb destination needs url")
-        return self
+
+def _destination_kind(value: Any) -> str:
+    # A destination without "kind" is a DICOM peer (the first kind, and the common case).
+    if isinstance(value, Mapping):
+        return str(value.get("kind", "dicom"))
+    return str(getattr(value, "kind", "dicom"))
+
+
+# The settings of one destination: a union discriminated on ``kind``.
+DestinationSettings = Annotated[
+    Annotated[DicomDestinationSettings, Tag("dicom")]
+    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")],
+    Discriminator(_destination_kind),
+]
 
 
 class ModelSettings(Section):

@@ -48,17 +48,17 @@ from kombu.entity import Exchange, Queue
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import create_engine, event, inspect, text
 
+from dicom_node.constants import (
+    QUEUE_DELIVERY,
+    QUEUE_INFERENCE,
+    QUEUE_INFERENCE_STAT,
+    QUEUE_ROUTING,
+    QUEUES,
+    TASK_DELIVER,
+    TASK_ROUTE_STUDY,
+    TASK_RUN_PIPELINE,
+)
 from dicom_node.settings import Settings
-
-TASK_ROUTE_STUDY = "worker.tasks.route_study"
-TASK_RUN_PIPELINE = "worker.tasks.run_pipeline"
-TASK_DELIVER = "worker.tasks.deliver"
-
-QUEUE_ROUTING = "routing"
-QUEUE_INFERENCE = "inference"
-QUEUE_INFERENCE_STAT = "inference-stat"
-QUEUE_DELIVERY = "delivery"
-QUEUES: tuple[str, ...] = (QUEUE_ROUTING, QUEUE_INFERENCE, QUEUE_INFERENCE_STAT, QUEUE_DELIVERY)
 
 SQLITE_POLLING_INTERVAL_S = 0.1
 _SQLITE_BUSY_TIMEOUT_S = 30.0

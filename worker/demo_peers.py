@@ -17,10 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicom_node.constants import CT_IMAGE_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE
 from dicom_node.errors import TransientError
-
-LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
 class DemoPACS:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from celery import Celery
 
+from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 from dicom_node.contracts import Job, StudyStable
 from dicom_node.identity import delivery_id_for
-from worker.celery_app import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 
 
 def enqueue_route(app: Celery, stable: StudyStable) -> None:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from dicom_node.constants import TASK_DELIVER, TASK_RUN_PIPELINE
 from dicom_node.contracts import Job, JobState
 from dicom_node.errors import PermanentError
 from dicom_node.identity import delivery_id_for
 from dicom_node.jobs import DeliveryState, JobNotFound, JobRecord, JobStore
 from dicom_node.jobs.states import CANCELLABLE
 from dicom_node.settings import Settings
-from worker.celery_app import TASK_DELIVER, TASK_RUN_PIPELINE, queue_for
+from worker.celery_app import queue_for
 
 logger = logging.getLogger(__name__)
 

@@ -121,6 +121,7 @@ class NodeService:
             self.staging,
             limits=ImageLimits.from_settings(self.settings.dicom),
             uid_root=self.settings.uid_root,
+            manufacturer=self.settings.manufacturer,
         )
         stow = make_stow_router(
             receiver=receiver,
@@ -149,7 +150,11 @@ class NodeService:
     def start(self) -> None:
         report = self.tracker.recover(
             self.settings.storage.staging_dir,
-            read_instance=partial(read_staged_instance, uid_root=self.settings.uid_root),
+            read_instance=partial(
+                read_staged_instance,
+                uid_root=self.settings.uid_root,
+                manufacturer=self.settings.manufacturer,
+            ),
         )
         if report.studies_pending:
             logger.info("recovered %d staged studies not yet routed", report.studies_pending)

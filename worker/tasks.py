@@ -19,11 +19,11 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from dicom_node.constants import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 from dicom_node.contracts import Job, JobState, StudyStable
 from dicom_node.errors import TransientError
 from dicom_node.jobs.states import DeliveryState
 from dicom_node.settings import Settings
-from worker.celery_app import TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 from worker.context import WorkerContext
 from worker.enqueue import enqueue_delivery, enqueue_job
 from worker.retry import RetryAction, RetryPolicy

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from dicom_node.assembly.completion import CompletionPolicy, StudyFacts, decide
 from dicom_node.assembly.markers import DispatchMarker, MarkerStore, is_uid
+from dicom_node.backoff import backoff_cap_s
 from dicom_node.contracts import CompletionReason, InstanceStored, StudySource, StudyStable
 from dicom_node.settings import Settings
 
@@ -267,7 +268,11 @@ class StudyTracker:
             with self._lock:
                 study.in_flight = False
                 study.failures += 1
-                delay = min(_MAX_RETRY_DELAY_S, self.completion.sweep_interval_s * 2**study.failures)
+                delay = backoff_cap_s(
+                    study.failures + 1,
+                    base_s=self.completion.sweep_interval_s,
+                    max_s=max(_MAX_RETRY_DELAY_S, self.completion.sweep_interval_s),
+                )
                 study.retry_at = now + delay
             logger.exception(
                 "assembly: handing on a stable study failed; retrying",

@@ -8,8 +8,9 @@ Public API::
                      calling_ae_title=settings.dicom.ae_title,
                      already_delivered=store.delivered_uids(job_id, "PACS"))
 
-Lower level: :func:`send_cstore`, :func:`send_stow`, :func:`confirm_qido`, :func:`confirm_cfind`,
-:func:`select_files`;
+Destinations by kind: :func:`open_destination` (the :class:`Destination` protocol: send, confirm,
+health); lower level: :func:`send_cstore`, :func:`send_stow`, :func:`confirm_qido`,
+:func:`confirm_cfind`, :func:`select_files`;
 status classification in :mod:`dicom_node.delivery.outcome`.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dicom_node.delivery.cfind import confirm_cfind
 from dicom_node.delivery.cstore import send_cstore
 from dicom_node.delivery.deliver import deliver
+from dicom_node.delivery.destination import Destination, HealthResult, open_destination
 from dicom_node.delivery.outcome import (
     DeliveryIncomplete,
     DeliveryRejected,
@@ -33,6 +35,8 @@ from dicom_node.delivery.stow import confirm_qido, send_stow
 __all__ = [
     "DeliveryIncomplete",
     "DeliveryRejected",
+    "Destination",
+    "HealthResult",
     "InstanceOutcome",
     "OutcomeKind",
     "SendResult",
@@ -41,6 +45,7 @@ __all__ = [
     "confirm_cfind",
     "confirm_qido",
     "deliver",
+    "open_destination",
     "presentation_contexts",
     "select_files",
     "send_cstore",

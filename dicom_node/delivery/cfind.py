@@ -19,7 +19,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # t
 
 from dicom_node.contracts import ResultFile
 from dicom_node.delivery.cstore import client_ssl_context
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomDestinationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ _PENDING = (0xFF00, 0xFF01)  # PS3.4 C.4.1.1.4: a match follows
 
 def confirm_cfind(
     files: Sequence[ResultFile],
-    dest: DestinationSettings,
+    dest: DicomDestinationSettings,
     *,
     calling_ae_title: str,
     study_instance_uid: str,

@@ -20,7 +20,6 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
+from dicom_node.constants import VERIFICATION
 from dicom_node.contracts import ResultFile
+from dicom_node.delivery.destination import HealthResult
 from dicom_node.delivery.outcome import (
     InstanceOutcome,
     OutcomeKind,
@@ -40,11 +41,9 @@ from dicom_node.delivery.outcome import (
 )
 from dicom_node.delivery.selection import presentation_contexts
 from dicom_node.errors import ConfigError
-from dicom_node.settings import DestinationSettings, TLSSettings
+from dicom_node.settings import DicomDestinationSettings, TLSSettings
 
 logger = logging.getLogger(__name__)
-
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"  # PS3.4 A.4 Verification SOP Class
 
 
 def client_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
@@ -63,7 +62,7 @@ def client_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
 
 
 def send_cstore(
-    files: Sequence[ResultFile], dest: DestinationSettings, *, calling_ae_title: str
+    files: Sequence[ResultFile], dest: DicomDestinationSettings, *, calling_ae_title: str
 ) -> SendResult:
     """Send ``files`` to ``dest`` over one association; one outcome per file, in order."""
     uids = [f.sop_instance_uid for f in files]
@@ -192,17 +191,7 @@ def _send_all(assoc: Association, files: Sequence[ResultFile], where: str) -> li
     return outcomes
 
 
-@dataclass(frozen=True)
-class EchoResult:
-    """The answer to "can we reach this destination?" (admin API, dashboard)."""
-
-    ok: bool
-    detail: str
-    elapsed_s: float
-    status: int | None = None  # the C-ECHO DIMSE status, or the HTTP status for DICOMweb
-
-
-def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> EchoResult:
+def echo_destination(dest: DicomDestinationSettings, *, calling_ae_title: str) -> HealthResult:
     """Verification SOP Class (PS3.4 A.4): associate with ``dest`` and send one C-ECHO.
 
     Never raises for a peer problem: refused, rejected (with the A-ASSOCIATE-RJ reason, e.g. the
@@ -211,7 +200,7 @@ def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> Ech
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = dest.timeout_s
-    ae.add_requested_context(VERIFICATION_SOP_CLASS)
+    ae.add_requested_context(VERIFICATION)
     rejection: dict[str, Any] = {}
 
     def _on_acse_recv(event: Any) -> None:
@@ -230,7 +219,7 @@ def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> Ech
             evt_handlers=[(evt.EVT_ACSE_RECV, _on_acse_recv)],
         )
     except (OSError, ssl.SSLError) as exc:
-        return EchoResult(False, f"cannot connect to {where}: {exc}", time.monotonic() - started)
+        return HealthResult(False, f"cannot connect to {where}: {exc}", time.monotonic() - started)
     try:
         if not assoc.is_established:
             if assoc.is_rejected:
@@ -239,7 +228,7 @@ def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> Ech
                 detail = f"{where} aborted the association"
             else:
                 detail = f"cannot associate with {where} (refused or timed out)"
-            return EchoResult(False, detail, time.monotonic() - started)
+            return HealthResult(False, detail, time.monotonic() - started)
         response = assoc.send_c_echo()
         status = int(response.Status) if response is not None and "Status" in response else None
     finally:
@@ -248,6 +237,6 @@ def echo_destination(dest: DestinationSettings, *, calling_ae_title: str) -> Ech
         ae.shutdown()
     elapsed = time.monotonic() - started
     if status == 0x0000:
-        return EchoResult(True, f"C-ECHO to {where}: Success", elapsed, status)
+        return HealthResult(True, f"C-ECHO to {where}: Success", elapsed, status)
     shown = f"0x{status:04X}" if status is not None else "no response"
-    return EchoResult(False, f"C-ECHO to {where}: {shown}", elapsed, status)
+    return HealthResult(False, f"C-ECHO to {where}: {shown}", elapsed, status)

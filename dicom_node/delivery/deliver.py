@@ -23,12 +23,10 @@ import logging
 from collections.abc import Collection
 
 from dicom_node.contracts import DeliveryReport, ResultBundle
-from dicom_node.delivery.cfind import confirm_cfind
-from dicom_node.delivery.cstore import send_cstore
-from dicom_node.delivery.outcome import SendResult, raise_for_outcome, report_for
+from dicom_node.delivery.destination import open_destination
+from dicom_node.delivery.outcome import raise_for_outcome, report_for
 from dicom_node.delivery.selection import select_files
-from dicom_node.delivery.stow import confirm_qido, dicomweb_client_for, send_stow
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DestinationBase
 
 logger = logging.getLogger(__name__)
 
@@ -36,46 +34,34 @@ logger = logging.getLogger(__name__)
 def deliver(
     bundle: ResultBundle,
     dest_name: str,
-    dest: DestinationSettings,
+    dest: DestinationBase,
     *,
     calling_ae_title: str,
     already_delivered: Collection[str] = (),
     attempt: int = 1,
     confirm: bool = True,
 ) -> DeliveryReport:
-    """Send the files ``dest`` takes (``dest.objects``/``seg_type``) that are not yet delivered.
+    """Send the files ``dest`` takes (its result kinds, ``dest.roles``) that are not yet delivered.
 
     Returns the report when every selected object is delivered (warnings recorded). Raises
     :class:`~dicom_node.delivery.outcome.DeliveryIncomplete` (transient) or
     :class:`~dicom_node.delivery.outcome.DeliveryRejected` (permanent), each carrying the
     report of this attempt (delivered so far, per-instance failure reasons).
 
-    Once everything is delivered it is confirmed (``confirm=True``): DICOMweb destinations by a
-    QIDO-RS query-back, DICOM destinations by a C-FIND query-back (``confirmed`` /
+    Once everything is delivered it is confirmed (``confirm=True``) by the destination's own
+    query-back (QIDO-RS for DICOMweb, C-FIND for a DICOM peer: ``confirmed`` /
     ``confirmation_detail``; a peer without C-FIND, like storescp, leaves it unconfirmed with the
     reason). No storage commitment.
     """
+    destination = open_destination(dest_name, dest, calling_ae_title=calling_ae_title)
+    delivered_before = set(already_delivered)
     selected = select_files(bundle, dest)
-    to_send = [f for f in selected if f.sop_instance_uid not in set(already_delivered)]
-    earlier = [f.sop_instance_uid for f in selected if f.sop_instance_uid in set(already_delivered)]
-    confirmed = False
-    confirmation = ""
-    if dest.kind == "dicomweb":
-        client = dicomweb_client_for(dest)
-        result = send_stow(to_send, dest, study_instance_uid=bundle.study_instance_uid, client=client)
-        if confirm and not result.any_permanent and not result.any_transient:
-            confirmed, confirmation = confirm_qido(
-                selected, dest, study_instance_uid=bundle.study_instance_uid, client=client
-            )
-    else:
-        result = send_cstore(to_send, dest, calling_ae_title=calling_ae_title) if to_send else SendResult(())
-        if confirm and not result.any_permanent and not result.any_transient:
-            confirmed, confirmation = confirm_cfind(
-                selected,
-                dest,
-                calling_ae_title=calling_ae_title,
-                study_instance_uid=bundle.study_instance_uid,
-            )
+    to_send = [f for f in selected if f.sop_instance_uid not in delivered_before]
+    earlier = [f.sop_instance_uid for f in selected if f.sop_instance_uid in delivered_before]
+    result = destination.send(to_send, study_instance_uid=bundle.study_instance_uid)
+    confirmed, confirmation = False, ""
+    if confirm and not result.any_permanent and not result.any_transient:
+        confirmed, confirmation = destination.confirm(selected, study_instance_uid=bundle.study_instance_uid)
     report = report_for(
         result,
         job_id=bundle.job_id,

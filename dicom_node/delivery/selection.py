@@ -12,51 +12,44 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicom_node.contracts import ResultBundle, ResultFile, ResultRole
-from dicom_node.settings import DestinationSettings
+from dicom_node.contracts import ResultBundle, ResultFile
+from dicom_node.result_kinds import result_kind
+from dicom_node.settings import DestinationBase
 
 logger = logging.getLogger(__name__)
-
-# PS3.4 B.5: Segmentation Storage (binary/fractional) and Label Map Segmentation Storage (Sup 243).
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
-SEG_CLASS_FOR_TYPE = {"binary": SEGMENTATION_STORAGE, "labelmap": LABEL_MAP_SEGMENTATION_STORAGE}
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 
 def select_files(
-    bundle: ResultBundle, dest: DestinationSettings, *, skip_sop_instance_uids: Collection[str] = ()
+    bundle: ResultBundle, dest: DestinationBase, *, skip_sop_instance_uids: Collection[str] = ()
 ) -> list[ResultFile]:
-    """The bundle's files this destination takes (``dest.objects``, ``dest.seg_type``).
+    """The bundle's files of the result kinds this destination takes (``dest.roles``).
 
-    A SEG file is chosen by its SOP class: binary (…66.4) or labelmap (…66.7). A destination that
-    asks for labelmap gets the binary SEG when the bundle has no labelmap (every SEG-capable PACS
-    takes binary); a binary destination never gets a labelmap SEG (older PACS refuse it at
-    association, dicom-notes.md). ``skip_sop_instance_uids`` drops instances delivered earlier.
+    A kind the bundle lacks is replaced by its table ``fallback`` (dicom_node.result_kinds): a
+    destination that asks for the LABELMAP SEG gets the BINARY one from a bundle without a label
+    map (every SEG-capable PACS takes binary); nothing falls back the other way (older PACS refuse
+    a LABELMAP SEG at association, dicom-notes.md). ``skip_sop_instance_uids`` drops instances
+    delivered earlier. Files keep the bundle's order.
     """
-    wanted_roles = {ResultRole(obj) for obj in dest.objects}
-    seg_files = [f for f in bundle.files if f.role == ResultRole.SEG]
-    chosen_seg: list[ResultFile] = []
-    if ResultRole.SEG in wanted_roles:
-        want_class = SEG_CLASS_FOR_TYPE[dest.seg_type]
-        chosen_seg = [f for f in seg_files if f.sop_class_uid == want_class]
-        if not chosen_seg and dest.seg_type == "labelmap":
-            chosen_seg = [f for f in seg_files if f.sop_class_uid == SEGMENTATION_STORAGE]
-            if chosen_seg:
-                logger.info(
-                    "no labelmap SEG in bundle %s: sending the binary SEG instead",
-                    bundle.job_id,
-                    extra={"job_id": bundle.job_id, "stage": "delivery"},
-                )
-    chosen_ids = {id(f) for f in chosen_seg}
+    present = {f.role for f in bundle.files}
+    chosen: set[str] = set()
+    for role in dest.roles:
+        if role in present:
+            chosen.add(role)
+            continue
+        fallback = result_kind(role).fallback
+        if fallback is not None and fallback in present:
+            chosen.add(fallback)
+            logger.info(
+                "no %s in bundle %s: sending %s instead",
+                role,
+                bundle.job_id,
+                fallback,
+                extra={"job_id": bundle.job_id, "stage": "delivery"},
+            )
     skip = set(skip_sop_instance_uids)
-    selected = []
-    for f in bundle.files:
-        keep = id(f) in chosen_ids if f.role == ResultRole.SEG else f.role in wanted_roles
-        if keep and f.sop_instance_uid not in skip:
-            selected.append(f)
-    return selected
+    return [f for f in bundle.files if f.role in chosen and f.sop_instance_uid not in skip]
 
 
 def presentation_contexts(files: Sequence[ResultFile]) -> list[tuple[str, list[str]]]:

@@ -8,7 +8,7 @@ Error mapping (same outcome classes as C-STORE, :mod:`dicom_node.delivery.outcom
   in ``FailedSOPSequence`` by its ``FailureReason`` (a C-STORE status code), each in
   ``ReferencedSOPSequence`` delivered (with its ``WarningReason`` recorded).
 
-The bearer token comes from the environment variable named by ``DestinationSettings.token_env``;
+The bearer token comes from the environment variable named by ``DicomwebDestinationSettings.token_env``;
 it is put in the request header only, never logged, never stored.
 """
 
@@ -37,14 +37,14 @@ from dicom_node.delivery.outcome import (
     describe_dimse_status,
 )
 from dicom_node.errors import ConfigError
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomwebDestinationSettings
 
 logger = logging.getLogger(__name__)
 
 SOP_INSTANCE_UID_TAG = "00080018"
 
 
-def bearer_token(dest: DestinationSettings) -> str | None:
+def bearer_token(dest: DicomwebDestinationSettings) -> str | None:
     """The token from ``$<dest.token_env>``; None when the destination needs none."""
     if not dest.token_env:
         return None
@@ -54,7 +54,7 @@ def bearer_token(dest: DestinationSettings) -> str | None:
     return token
 
 
-def dicomweb_client_for(dest: DestinationSettings) -> DICOMwebClient:
+def dicomweb_client_for(dest: DicomwebDestinationSettings) -> DICOMwebClient:
     """A client for ``dest.url`` with its token, TLS files and timeout; its own retries off."""
     session = requests.Session()
     token = bearer_token(dest)
@@ -73,7 +73,7 @@ def dicomweb_client_for(dest: DestinationSettings) -> DICOMwebClient:
 
 def send_stow(
     files: Sequence[ResultFile],
-    dest: DestinationSettings,
+    dest: DicomwebDestinationSettings,
     *,
     study_instance_uid: str,
     client: DICOMwebClient | None = None,
@@ -187,7 +187,7 @@ def _response_dataset(response: requests.Response | None) -> Dataset | None:
 
 def confirm_qido(
     files: Sequence[ResultFile],
-    dest: DestinationSettings,
+    dest: DicomwebDestinationSettings,
     *,
     study_instance_uid: str,
     client: DICOMwebClient | None = None,

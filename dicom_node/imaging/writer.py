@@ -34,7 +34,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
+from dicom_node.constants import CT_IMAGE_STORAGE
+
 _IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1.1.1")  # pydicom root, ct-ai-node writer
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 _COMPRESSED = (RLELossless, JPEGLSLossless, JPEG2000Lossless)

@@ -1,13 +1,8 @@
-"""What a received instance is: routable input or a derived object, its expected series size, and
-the patient identifiers to register with the PHI log filter.
+"""What a received instance is: its expected series size and the patient identifiers to register
+with the PHI log filter.
 
-Routable means "may start work": an input SOP class (CT, Enhanced CT) that is not one of this
-node's own objects. Derived classes (SEG, SR, GSPS, SC) are stored but never routed, so results
-that a PACS stores back into the study cannot start a job on themselves (the Orthanc feedback
-loop, dicom-notes.md). An object whose Series or SOP Instance UID lies under ``settings.uid_root``
-is the node's own too — except when ``uid_root`` is pydicom's shared default root
-(1.2.826.0.1.3680043.8.498.), under which every pydicom-made UID in the world lies; with that root
-only the SOP class decides, and sites should set their own registered root.
+Whether it may start work ("routable") is :func:`dicom_node.node_results.is_input`, the one check
+the SCP, routing and the Orthanc plugin share.
 """
 
 from __future__ import annotations
@@ -17,31 +12,9 @@ from collections.abc import Iterator
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_ROOT_UID
 
-from dicom_node.ingest.sop_classes import CT_IMAGE_STORAGE, INPUT_SOP_CLASSES
+from dicom_node.constants import CT_IMAGE_STORAGE
 from dicom_node.phi import PHI_KEYWORDS
-
-
-def _under_root(uid: str, uid_root: str) -> bool:
-    root = uid_root if uid_root.endswith(".") else uid_root + "."
-    return uid.startswith(root)
-
-
-def uses_shared_uid_root(uid_root: str) -> bool:
-    """True when ``uid_root`` is pydicom's shared default root (no UID-root test is possible)."""
-    return not uid_root or uid_root.rstrip(".") == PYDICOM_ROOT_UID.rstrip(".")
-
-
-def is_routable(
-    *, sop_class_uid: str, series_instance_uid: str, sop_instance_uid: str, uid_root: str
-) -> bool:
-    """True when this instance may start work (see module docstring)."""
-    if sop_class_uid not in INPUT_SOP_CLASSES:
-        return False
-    if not uses_shared_uid_root(uid_root):
-        return not (_under_root(series_instance_uid, uid_root) or _under_root(sop_instance_uid, uid_root))
-    return True
 
 
 def _positive_int(value: object) -> int | None:

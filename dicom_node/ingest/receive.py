@@ -29,9 +29,10 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import CannotUnderstand
-from dicom_node.ingest.classify import expected_series_instances, is_routable, phi_values
+from dicom_node.ingest.classify import expected_series_instances, phi_values
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits, InspectedInstance, inspect_dataset
+from dicom_node.node_results import NodeIdentity, is_input
 from dicom_node.phi import PHI_KEYWORDS, remember_identifiers
 
 logger = logging.getLogger(__name__)
@@ -155,11 +156,13 @@ class InstanceReceiver:
         *,
         limits: ImageLimits,
         uid_root: str,
+        manufacturer: str = "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.staging = staging
         self.limits = limits
-        self.uid_root = uid_root
+        # uid_root and manufacturer mark the node's own objects (dicom_node.node_results)
+        self.identity = NodeIdentity(uid_root=uid_root, manufacturer=manufacturer)
         self._clock = clock
         self._last_phi_raw: tuple[object, ...] | None = None
 
@@ -224,11 +227,12 @@ class InstanceReceiver:
             association_id=origin.association_id,
             received_at=self._clock(),
             duplicate=duplicate,
-            routable=is_routable(
+            routable=is_input(
                 sop_class_uid=inspected.sop_class_uid,
                 series_instance_uid=inspected.series_instance_uid,
                 sop_instance_uid=inspected.sop_instance_uid,
-                uid_root=self.uid_root,
+                manufacturer=str(inspected.header.get("Manufacturer", "") or ""),
+                identity=self.identity,
             ),
             expected_series_instances=expected_series_instances(inspected.header),
         )

@@ -49,15 +49,16 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node.constants import VERIFICATION
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import IngestError
-from dicom_node.ingest.classify import uses_shared_uid_root
 from dicom_node.ingest.peers import PeerPolicy
 from dicom_node.ingest.receive import InstanceReceiver, Origin
-from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, VERIFICATION
+from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.tls import server_ssl_context
 from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits
+from dicom_node.node_results import NodeIdentity
 from dicom_node.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,10 @@ class StoreSCP:
             settings.storage.staging_dir, min_free_bytes=settings.storage.min_free_bytes
         )
         self.receiver = InstanceReceiver(
-            self.staging, limits=ImageLimits.from_settings(settings.dicom), uid_root=settings.uid_root
+            self.staging,
+            limits=ImageLimits.from_settings(settings.dicom),
+            uid_root=settings.uid_root,
+            manufacturer=settings.manufacturer,
         )
         self.policy = PeerPolicy(settings.dicom)
         self._requested_port = settings.dicom.port if port is None else port
@@ -170,9 +174,10 @@ class StoreSCP:
         assert server is not None
         self._server = server
         self.port = int(server.server_address[1])
-        if uses_shared_uid_root(self.settings.uid_root):
+        if not NodeIdentity(uid_root=self.settings.uid_root, manufacturer="").root_identifies_node:
             logger.warning(
-                "uid_root is pydicom's shared root: node results are recognised by SOP class only; "
+                "uid_root is pydicom's shared root: node results are recognised by SOP class and "
+                "Manufacturer only; "
                 "set a registered uid_root for this site",
                 extra={"stage": "ingest"},
             )

@@ -3,7 +3,8 @@
 Two kinds of storage SOP classes are accepted:
 
 * **input** classes (CT Image, Enhanced CT, Legacy Converted Enhanced CT): stored and routable;
-* **derived** classes (SEG binary and labelmap, the SR classes, GSPS, Secondary Capture): stored
+* **derived** classes (SEG binary and labelmap, the SR classes and KOS, GSPS, Secondary Capture,
+  encapsulated PDF, parametric map — ``dicom_node.constants.DERIVED_SOP_CLASSES``): stored
   but never routed as input, because they are what this node (or another AI node) produces: a PACS
   that stores our results back into the study must not make us process our own output (the
   Orthanc feedback loop in dicom-notes.md).
@@ -30,46 +31,20 @@ from pydicom.uid import (
     RLELossless,
 )
 
-VERIFICATION = UID("1.2.840.10008.1.1")
-
-CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
-ENHANCED_CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2.1")
-LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2.2")
-
-SEGMENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.4")
-LABEL_MAP_SEGMENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.7")  # Sup 243
-BASIC_TEXT_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.11")
-ENHANCED_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.22")
-COMPREHENSIVE_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.33")
-COMPREHENSIVE_3D_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.34")
-GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.11.1")
-SECONDARY_CAPTURE_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7")
-MULTIFRAME_SINGLE_BIT_SC_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7.1")
-MULTIFRAME_GRAYSCALE_BYTE_SC_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7.2")
-MULTIFRAME_GRAYSCALE_WORD_SC_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7.3")
-MULTIFRAME_TRUE_COLOR_SC_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7.4")
-
-# Routable input: the CT model's source images.
-INPUT_SOP_CLASSES: frozenset[str] = frozenset(
-    {CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE}
-)
-
-# Stored, never routed: results (ours or another node's).
-DERIVED_SOP_CLASSES: frozenset[str] = frozenset(
-    {
-        SEGMENTATION_STORAGE,
-        LABEL_MAP_SEGMENTATION_STORAGE,
-        BASIC_TEXT_SR_STORAGE,
-        ENHANCED_SR_STORAGE,
-        COMPREHENSIVE_SR_STORAGE,
-        COMPREHENSIVE_3D_SR_STORAGE,
-        GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
-        SECONDARY_CAPTURE_IMAGE_STORAGE,
-        MULTIFRAME_SINGLE_BIT_SC_STORAGE,
-        MULTIFRAME_GRAYSCALE_BYTE_SC_STORAGE,
-        MULTIFRAME_GRAYSCALE_WORD_SC_STORAGE,
-        MULTIFRAME_TRUE_COLOR_SC_STORAGE,
-    }
+# The classes themselves live in dicom_node.constants (taken from pydicom).
+from dicom_node.constants import (
+    CT_IMAGE_STORAGE,
+    DERIVED_SOP_CLASSES,
+    ENHANCED_CT_IMAGE_STORAGE,
+    INPUT_SOP_CLASSES,
+    LABEL_MAP_SEGMENTATION_STORAGE,
+    LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE,
+    MULTIFRAME_GRAYSCALE_BYTE_SC_STORAGE,
+    MULTIFRAME_GRAYSCALE_WORD_SC_STORAGE,
+    MULTIFRAME_SINGLE_BIT_SC_STORAGE,
+    MULTIFRAME_TRUE_COLOR_SC_STORAGE,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    SEGMENTATION_STORAGE,
 )
 
 STORAGE_SOP_CLASSES: frozenset[str] = INPUT_SOP_CLASSES | DERIVED_SOP_CLASSES

@@ -39,8 +39,9 @@ from pydicom import dcmread
 
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import CannotUnderstand, OutOfResources
-from dicom_node.ingest.classify import expected_series_instances, is_routable
+from dicom_node.ingest.classify import expected_series_instances
 from dicom_node.ingest.validation import STATUS_BAD_UID, is_valid_uid
+from dicom_node.node_results import NodeIdentity, is_input
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class Staging:
         return sorted(p for p in self.root.iterdir() if p.is_dir() and is_valid_uid(p.name))
 
 
-def read_staged_instance(path: Path, *, uid_root: str) -> InstanceStored | None:
+def read_staged_instance(path: Path, *, uid_root: str, manufacturer: str = "") -> InstanceStored | None:
     """The ``InstanceStored`` facts of a staged file, from its header; None if it is unreadable.
 
     Sending/receiving AE titles and the sender's address come from the File Meta, where the SCP
@@ -267,11 +268,12 @@ def read_staged_instance(path: Path, *, uid_root: str) -> InstanceStored | None:
             peer_address=address.removeprefix("dicom://").rsplit(":", 1)[0] if address else "",
             association_id="",
             received_at=datetime.fromtimestamp(mtime, tz=UTC),
-            routable=is_routable(
+            routable=is_input(
                 sop_class_uid=sop_class_uid,
                 series_instance_uid=series_instance_uid,
                 sop_instance_uid=str(ds.SOPInstanceUID),
-                uid_root=uid_root,
+                manufacturer=str(ds.get("Manufacturer", "") or ""),
+                identity=NodeIdentity(uid_root=uid_root, manufacturer=manufacturer),
             ),
             expected_series_instances=expected_series_instances(ds),
         )

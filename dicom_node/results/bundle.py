@@ -1,77 +1,51 @@
-"""Encode a job's results: SEG, TID 1500 SR, GSPS, SC overlay, written to ``out_dir/<role>.dcm``.
+"""Encode a job's results: the requested kinds of :mod:`dicom_node.result_kinds`, in table order.
+
+Each row of the table names a builder (``seg.encode_binary_seg``, ``sr.encode_sr``, ...); this
+module checks the inputs once, gives every builder the same frozen :class:`EncodeInputs`, times it,
+and turns an encoding failure into a :class:`PermanentError` naming the kind. A builder with nothing
+to show raises :class:`SkipKind` and the skip is logged with its reason.
 
 Identity (architecture guide, "Identity and idempotency"): every UID the objects carry — series,
 SOP instances, segment tracking UIDs, the SEG's dimension organization, the SR observer and group
-tracking UIDs — is ``derived_uid(uid_root, job_id, role)``, so re-encoding a job re-creates the
+tracking UIDs — is ``derived_uid(uid_root, job_id, key)``, so re-encoding a job re-creates the
 same UIDs and a PACS never shows a duplicate series. Content/series/instance-creation date and time
 come from ``content_datetime``: pass the job's creation time (the worker does) and a re-encode is
-byte-identical; left out, it is the time of encoding, and only those attributes differ.
-
-Variants that are different objects get different roles, hence different UIDs: the BINARY SEG is
-"seg", the LABELMAP SEG "seg-labelmap" (``seg_type="both"`` writes the two, for destinations that
-differ); the SR with volumetric groups is "sr", the viewer-safe planar-only SR "sr-planar".
-
-Series numbers and descriptions are fixed so a radiologist recognises them:
-901 "AI SEG - <algorithm> <version>", 902 the LABELMAP SEG, 903 "AI SR - ...", 904 "AI GSPS - ...",
-905 "AI OVERLAY - NOT FOR DIAGNOSIS".
+byte-identical; left out, it is the time of encoding, and only those attributes differ. Each kind
+is its own role, hence its own UIDs: the BINARY SEG is "seg", the LABELMAP SEG "seg-labelmap", the
+SR with volumetric groups "sr", the viewer-safe planar-only SR "sr-planar".
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import cast
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_node.contracts import AnalysisResult, ResultBundle, ResultFile, ResultRole
+from dicom_node.contracts import AnalysisResult, ResultBundle, ResultFile
 from dicom_node.errors import PermanentError
 from dicom_node.identity import derived_uid
-from dicom_node.results.explicit_vr import write_file
-from dicom_node.results.gsps import build_gsps
+from dicom_node.result_kinds import ResultKind, in_build_order
+from dicom_node.results.inputs import AlgorithmIdentity, EncodeInputs, KindBuilder, SkipKind
 from dicom_node.results.labels import as_label_map, label_stats
-from dicom_node.results.sc import build_sc_images
-from dicom_node.results.seg import AlgorithmIdentity, SegInfo, SegType, write_seg
 from dicom_node.results.sources import source_volume
-from dicom_node.results.sr import SegReference, build_sr
 
 logger = logging.getLogger(__name__)
 
-SERIES_NUMBERS = {"seg": 901, "seg-labelmap": 902, "sr": 903, "gsps": 904, "sc": 905}
+# What a builder raises when the inputs cannot make a valid object (pydicom/highdicom validation).
 _ENCODING_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a hidden temporary file, fsync, rename: a reader never sees half an object."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _save(ds: Dataset, path: Path) -> None:
-    _atomic_write(path, lambda out: write_file(out, ds))
-
-
-def _result_file(role: ResultRole, path: Path, ds: Dataset) -> ResultFile:
-    return ResultFile(
-        role=role,
-        path=str(path),
-        sop_class_uid=str(ds.SOPClassUID),
-        sop_instance_uid=str(ds.SOPInstanceUID),
-        series_instance_uid=str(ds.SeriesInstanceUID),
-        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-    )
+def builder_for(kind: ResultKind) -> KindBuilder:
+    """The builder a table row names ("module:function"), imported on first use."""
+    module_name, _, attribute = kind.builder.partition(":")
+    return cast(KindBuilder, getattr(importlib.import_module(module_name), attribute))
 
 
 def encode_results(
@@ -84,32 +58,34 @@ def encode_results(
     out_dir: Path,
     uid_root: str,
     manufacturer: str,
-    roles: Collection[ResultRole],
-    seg_type: Literal["binary", "labelmap", "both"] = "binary",
-    include_volumetric_groups: bool = True,
+    roles: Collection[str],
     hu: np.ndarray | None = None,
     content_datetime: datetime | None = None,
 ) -> ResultBundle:
-    """Write the requested result objects for one job; see the module docstring.
+    """Write the requested result kinds (``roles``) for one job; see the module docstring.
 
     ``sources`` are the CT headers in the label map's slice order (``[slice, row, column]``, sorted
-    along the slice normal); ``hu`` (the same volume in HU) is needed only for ``ResultRole.SC``.
+    along the slice normal); ``hu`` (the same volume in HU) is needed only by the overlay images.
     Raises :class:`PermanentError` when the inputs do not fit together or an object cannot be
     encoded.
     """
-    roles = set(roles)
     if not roles:
-        raise PermanentError("no result roles requested")
+        raise PermanentError("no result objects requested")
+    try:
+        kinds = in_build_order(roles)
+    except KeyError as exc:
+        raise PermanentError(str(exc.args[0])) from exc
     if sources and str(sources[0].StudyInstanceUID) != study_instance_uid:
         raise PermanentError("the source images belong to another study than the job")
-    if ResultRole.SC in roles and (hu is None or hu.shape != np.shape(labelmap)):
-        raise PermanentError("the secondary-capture overlay needs the HU volume of the label map's shape")
+    needing_hu = [k.title for k in kinds if k.needs_hu]
+    if needing_hu and (hu is None or hu.shape != np.shape(labelmap)):
+        shape = "none" if hu is None else str(hu.shape)
+        raise PermanentError(
+            f"{', '.join(needing_hu)} needs the HU volume of the label map's shape "
+            f"{np.shape(labelmap)} (got {shape})"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    when = content_datetime or datetime.now()
-
-    def uid(role: str) -> str:
-        return derived_uid(uid_root, job_id, role)
 
     n_labels = max((s.segment_number for s in analysis.segments), default=0)
     try:
@@ -117,163 +93,47 @@ def encode_results(
         stats = label_stats(labelmap, n_labels)
     except ValueError as exc:
         raise PermanentError(f"label map does not match the described segments: {exc}") from exc
-    volume = source_volume(sources, labelmap.shape)
-    tracking_uids = {s.segment_number: uid(f"segment-{s.segment_number}-tracking") for s in analysis.segments}
-    title = f"{analysis.algorithm_name} {analysis.algorithm_version}"
-    algorithm = AlgorithmIdentity(
-        name=analysis.algorithm_name, version=analysis.algorithm_version, family=analysis.algorithm_family
+    inputs = EncodeInputs(
+        job_id=job_id,
+        study_instance_uid=study_instance_uid,
+        sources=sources,
+        labelmap=labelmap,
+        stats=stats,
+        volume=source_volume(sources, labelmap.shape),
+        analysis=analysis,
+        algorithm=AlgorithmIdentity(
+            name=analysis.algorithm_name, version=analysis.algorithm_version, family=analysis.algorithm_family
+        ),
+        uid_root=uid_root,
+        manufacturer=manufacturer,
+        out_dir=out_dir,
+        content_datetime=content_datetime or datetime.now(),
+        tracking_uids={
+            s.segment_number: derived_uid(uid_root, job_id, f"segment-{s.segment_number}-tracking")
+            for s in analysis.segments
+        },
+        hu=hu,
     )
+
     files: list[ResultFile] = []
     timings: dict[str, float] = {}
-
-    seg_reference: SegReference | None = None
-    if ResultRole.SEG in roles and analysis.segments:
-        variants: list[tuple[str, SegType]] = []
-        if seg_type in ("binary", "both"):
-            variants.append(("seg", "binary"))
-        if seg_type in ("labelmap", "both"):
-            variants.append(("seg-labelmap", "labelmap"))
-        for role_name, variant in variants:
-            started = time.perf_counter()
-            path = out_dir / f"{role_name}.dcm"
-            info = _write_seg_file(
-                path,
-                sources,
-                labelmap,
-                analysis,
-                seg_type=variant,
-                series_instance_uid=uid(f"{role_name}-series"),
-                sop_instance_uid=uid(f"{role_name}-instance"),
-                series_number=SERIES_NUMBERS[role_name],
-                algorithm=algorithm,
-                manufacturer=manufacturer,
-                series_description=f"AI SEG{' LABELMAP' if variant == 'labelmap' else ''} - {title}",
-                tracking_uids=tracking_uids,
-                dimension_organization_uid=uid(f"{role_name}-dimension-organization"),
-                content_datetime=when,
-                stats=stats,
-            )
-            files.append(
-                ResultFile(
-                    role=ResultRole.SEG,
-                    path=str(path),
-                    sop_class_uid=info.sop_class_uid,
-                    sop_instance_uid=info.sop_instance_uid,
-                    series_instance_uid=info.series_instance_uid,
-                    transfer_syntax_uid=info.transfer_syntax_uid,
-                )
-            )
-            if seg_reference is None:  # the SR points at the first (BINARY when written)
-                seg_reference = SegReference(
-                    info.sop_class_uid, info.sop_instance_uid, info.series_instance_uid
-                )
-            timings[role_name] = time.perf_counter() - started
-
-    has_annotations = bool(analysis.findings or analysis.snippets) or any(
-        stats.voxel_count(s.segment_number) for s in analysis.segments
-    )
-    skipped: list[str] = []
-    if ResultRole.SR in roles and not has_annotations and not include_volumetric_groups:
-        # Nothing to draw, and a TID 1500 needs a measurement group: the only one left would have
-        # no image coordinates, which OHIF 3.13 cannot show (the reason for this profile).
-        skipped.append("sr (viewer-safe profile, nothing found)")
-    elif ResultRole.SR in roles:
-        started = time.perf_counter()
-        sr_role = "sr" if include_volumetric_groups and seg_reference is not None else "sr-planar"
-        try:
-            sr = build_sr(
-                sources,
-                stats,
-                analysis,
-                volume=volume,
-                seg=seg_reference,
-                series_instance_uid=uid(f"{sr_role}-series"),
-                sop_instance_uid=uid(f"{sr_role}-instance"),
-                series_number=SERIES_NUMBERS["sr"],
-                manufacturer=manufacturer,
-                tracking_uids=tracking_uids,
-                uid_for=lambda role: uid(f"{sr_role}-{role}"),
-                include_volumetric_groups=include_volumetric_groups,
-                series_description=f"AI SR - {title}",
-                content_datetime=when,
-            )
-        except _ENCODING_ERRORS as exc:
-            raise PermanentError(f"SR encoding failed: {exc}") from exc
-        path = out_dir / "sr.dcm"
-        _save(sr, path)
-        files.append(_result_file(ResultRole.SR, path, sr))
-        timings["sr"] = time.perf_counter() - started
-
-    if ResultRole.GSPS in roles and not has_annotations:
-        skipped.append("gsps (nothing to annotate)")
-    elif ResultRole.GSPS in roles:
+    skipped: dict[str, str] = {}
+    for kind in kinds:
         started = time.perf_counter()
         try:
-            gsps = build_gsps(
-                sources,
-                stats,
-                analysis,
-                volume=volume,
-                series_instance_uid=uid("gsps-series"),
-                sop_instance_uid=uid("gsps-instance"),
-                series_number=SERIES_NUMBERS["gsps"],
-                manufacturer=manufacturer,
-                series_description=f"AI GSPS - {title}",
-                content_datetime=when,
-            )
+            written = builder_for(kind)(inputs, kind, tuple(files))
+        except SkipKind as skip:
+            skipped[kind.role] = str(skip)
+            continue
         except _ENCODING_ERRORS as exc:
-            raise PermanentError(f"GSPS encoding failed: {exc}") from exc
-        path = out_dir / "gsps.dcm"
-        _save(gsps, path)
-        files.append(_result_file(ResultRole.GSPS, path, gsps))
-        timings["gsps"] = time.perf_counter() - started
-
-    if ResultRole.SC in roles:
-        assert hu is not None
-        started = time.perf_counter()
-        try:
-            images = build_sc_images(
-                hu,
-                stats,
-                analysis,
-                volume=volume,
-                series_instance_uid=uid("sc-series"),
-                sop_instance_uid_for=lambda k: uid(f"sc-instance-{k}"),
-                series_number=SERIES_NUMBERS["sc"],
-                manufacturer=manufacturer,
-                content_datetime=when,
-            )
-        except _ENCODING_ERRORS as exc:
-            raise PermanentError(f"secondary capture encoding failed: {exc}") from exc
-        for number, image in enumerate(images, start=1):
-            path = out_dir / f"sc-{number:03d}.dcm"
-            _save(image, path)
-            files.append(_result_file(ResultRole.SC, path, image))
-        timings["sc"] = time.perf_counter() - started
+            raise PermanentError(f"{kind.title} encoding failed: {exc}") from exc
+        files.extend(written)
+        timings[kind.role] = round(time.perf_counter() - started, 3)
 
     logger.info(
         "results encoded",
-        extra={
-            "job_id": job_id,
-            "files": len(files),
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        },
+        extra={"job_id": job_id, "files": len(files), "timings_s": timings, "skipped": skipped},
     )
     return ResultBundle(
         job_id=job_id, study_instance_uid=study_instance_uid, files=tuple(files), summary=analysis.summary
     )
-
-
-def _write_seg_file(
-    path: Path, sources: Sequence[Dataset], labelmap: np.ndarray, analysis: AnalysisResult, **kwargs: object
-) -> SegInfo:
-    result: list[SegInfo] = []
-
-    def write(out: BinaryIO) -> None:
-        result.append(write_seg(out, sources, labelmap, analysis.segments, **kwargs))  # type: ignore[arg-type]
-
-    try:
-        _atomic_write(path, write)
-    except _ENCODING_ERRORS as exc:
-        raise PermanentError(f"SEG encoding failed: {exc}") from exc
-    return result[0]

@@ -23,8 +23,10 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_node.contracts import AnalysisResult
+from dicom_node.contracts import AnalysisResult, ResultFile
+from dicom_node.result_kinds import ResultKind
 from dicom_node.results.coding import FINDING_COLOR_RGB, cielab, code_string, segment_color
+from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelStats
 from dicom_node.results.outline import trace_outline
 from dicom_node.results.provenance import copy_body_part, stamp_datetime
@@ -227,3 +229,26 @@ def build_gsps(
         gsps.SeriesDescription = series_description[:64]
     stamp_datetime(gsps, content_datetime or datetime.now())
     return gsps
+
+
+# ---------------------------------------------------------------------------------------------
+# Result kind "gsps" (dicom_node.result_kinds)
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_gsps(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFile]) -> list[ResultFile]:
+    if not inputs.has_annotations:
+        raise SkipKind("nothing to annotate")
+    gsps = build_gsps(
+        inputs.sources,
+        inputs.stats,
+        inputs.analysis,
+        volume=inputs.volume,
+        series_instance_uid=inputs.uid(f"{kind.role}-series"),
+        sop_instance_uid=inputs.uid(f"{kind.role}-instance"),
+        series_number=kind.series_number,
+        manufacturer=inputs.manufacturer,
+        series_description=inputs.series_description(kind),
+        content_datetime=inputs.content_datetime,
+    )
+    return [save_dataset(kind, gsps, inputs.out_dir / f"{kind.role}.dcm")]

@@ -16,8 +16,11 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_node.contracts import AnalysisResult
+from dicom_node.contracts import AnalysisResult, ResultFile
+from dicom_node.errors import PermanentError
+from dicom_node.result_kinds import ResultKind
 from dicom_node.results.gsps import segment_caption
+from dicom_node.results.inputs import EncodeInputs, save_dataset
 from dicom_node.results.labels import LabelStats
 from dicom_node.results.provenance import copy_body_part, stamp_datetime
 from dicom_node.results.render import key_slice_pictures, render_slice
@@ -126,3 +129,28 @@ def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, 
     image.SourceImageSequence = [reference]
     image.DerivationDescription = "Secondary capture of a CT slice with AI segmentation overlay burned in"
     copy_body_part(image, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Result kind "sc" (dicom_node.result_kinds)
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_sc(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFile]) -> list[ResultFile]:
+    if inputs.hu is None:  # the encoder checks ResultKind.needs_hu first; this keeps mypy honest
+        raise PermanentError("the secondary-capture overlay needs the HU volume")
+    images = build_sc_images(
+        inputs.hu,
+        inputs.stats,
+        inputs.analysis,
+        volume=inputs.volume,
+        series_instance_uid=inputs.uid(f"{kind.role}-series"),
+        sop_instance_uid_for=lambda k: inputs.uid(f"{kind.role}-instance-{k}"),
+        series_number=kind.series_number,
+        manufacturer=inputs.manufacturer,
+        content_datetime=inputs.content_datetime,
+    )
+    return [
+        save_dataset(kind, image, inputs.out_dir / f"{kind.role}-{number:03d}.dcm")
+        for number, image in enumerate(images, start=1)
+    ]

@@ -20,7 +20,7 @@ Content, under the "Imaging Measurements" container:
   box's first corner and the far end of that edge, in LPS mm of the source Frame of Reference.
   Corner + the three edges give the whole box (edge to edge around the voxels).
   OHIF 3.13 crashes on groups without image coordinates (dicom-notes.md), so the "viewer-safe"
-  profile leaves them out (``include_volumetric_groups=False``).
+  profile (result kind "sr-planar") leaves them out.
 * Free text: highdicom has no API for TEXT in measurement groups, so each group gets a TEXT item
   "Comment" (DCM 121106) appended: the segment's description or the finding's sentence. (Not
   "Finding" (DCM 121071): that concept is the group's coded finding type.) The report summary
@@ -44,14 +44,18 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 
+from dicom_node.constants import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE
 from dicom_node.contracts import (
     AnalysisResult,
     BoxFinding,
+    ResultFile,
     SegmentDescription,
     SegmentMeasurement,
     SnippetLocation,
 )
+from dicom_node.result_kinds import ResultKind
 from dicom_node.results.coding import CT_PROCEDURE, UCUM_HU, UCUM_ML, UCUM_MM, coded, long_string
+from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelBox, LabelStats
 from dicom_node.results.provenance import stamp_datetime, uuid_uid
 from dicom_node.results.sources import SourceVolume
@@ -77,6 +81,9 @@ class SegReference:
     sop_class_uid: str
     sop_instance_uid: str
     series_instance_uid: str
+
+
+SEG_SOP_CLASSES = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE})
 
 
 def _text(value: str, name: hd.sr.CodedConcept = COMMENT) -> hd.sr.TextContentItem:
@@ -488,3 +495,54 @@ def _segment_volumetric_group(
     if segment.description:
         _append(group, _text(segment.description))
     return group
+
+
+# ---------------------------------------------------------------------------------------------
+# Result kinds "sr" and "sr-planar" (dicom_node.result_kinds)
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_sr(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFile]) -> list[ResultFile]:
+    """The report with volumetric groups referencing the SEG written before it (when there is one)."""
+    seg = next(
+        (
+            SegReference(f.sop_class_uid, f.sop_instance_uid, f.series_instance_uid)
+            for f in earlier
+            if f.sop_class_uid in SEG_SOP_CLASSES
+        ),
+        None,
+    )
+    return [_encode(inputs, kind, seg=seg, include_volumetric_groups=True)]
+
+
+def encode_planar_sr(
+    inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFile]
+) -> list[ResultFile]:
+    """Key-slice groups only, for viewers that cannot show volumetric groups (OHIF issue 3390)."""
+    if not inputs.has_annotations:
+        # A TID 1500 needs a measurement group; the only one left would have no image coordinates,
+        # which is what this profile exists to avoid.
+        raise SkipKind("nothing found to show on a key slice")
+    return [_encode(inputs, kind, seg=None, include_volumetric_groups=False)]
+
+
+def _encode(
+    inputs: EncodeInputs, kind: ResultKind, *, seg: SegReference | None, include_volumetric_groups: bool
+) -> ResultFile:
+    sr = build_sr(
+        inputs.sources,
+        inputs.stats,
+        inputs.analysis,
+        volume=inputs.volume,
+        seg=seg,
+        series_instance_uid=inputs.uid(f"{kind.role}-series"),
+        sop_instance_uid=inputs.uid(f"{kind.role}-instance"),
+        series_number=kind.series_number,
+        manufacturer=inputs.manufacturer,
+        tracking_uids=inputs.tracking_uids,
+        uid_for=lambda role: inputs.uid(f"{kind.role}-{role}"),
+        include_volumetric_groups=include_volumetric_groups,
+        series_description=inputs.series_description(kind),
+        content_datetime=inputs.content_datetime,
+    )
+    return save_dataset(kind, sr, inputs.out_dir / f"{kind.role}.dcm")

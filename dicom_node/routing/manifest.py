@@ -19,10 +19,8 @@ Per series:
   median spacing of the sorted positions (logged; match reasons say "derived" when
   ``attributes`` has no ``SliceThickness``);
 * ``image_count`` counts frames (NumberOfFrames, default 1 per instance);
-* ``is_node_result`` is true when any instance is a SEG/SR/PR/SC object, has ``Manufacturer`` equal
-  to this node's, or has its SOP Instance UID or Series Instance UID under this node's UID root.
-  The UID-root test is skipped when the root is pydicom's shared root (the settings default): every
-  pydicom program, synthetic CT writers included, makes UIDs there, so it proves nothing;
+* ``is_node_result`` is true when any instance is a result (:mod:`dicom_node.node_results`: a
+  derived SOP class, this node's Manufacturer, or a UID under this node's own UID root);
 * ``attributes`` holds the first instance's top-level, non-sequence, non-binary attributes that
   have a keyword, as strings (several values joined with ``\\``), EXCEPT patient identifiers
   (:data:`dicom_node.phi.PHI_KEYWORDS`) and every person name (VR PN).
@@ -43,25 +41,14 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import PYDICOM_ROOT_UID
 
 from dicom_node.contracts import CompletionReason, SeriesManifest, StudyManifest, StudySource
 from dicom_node.errors import PermanentError
+from dicom_node.node_results import NodeIdentity, node_result_reason
 from dicom_node.phi import PHI_KEYWORDS
 from dicom_node.routing.rules import UNMATCHABLE_VRS
 
 logger = logging.getLogger(__name__)
-
-# Objects a node like this one writes (never input): SEG binary/fractional (PS3.4 B.5, …66.4)
-# and label map (Sup 243, …66.7); every SR (…88.x); every presentation state (…11.x);
-# Secondary Capture (…7 and the multi-frame …7.x).
-_SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
-_RESULT_SOP_CLASS_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.88.",
-    "1.2.840.10008.5.1.4.1.1.11.",
-    "1.2.840.10008.5.1.4.1.1.7.",
-)
-_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 # Files in a study folder that are not instances (staging markers, partial writes): not read.
 _NOT_INSTANCE_SUFFIXES = (".json", ".tmp", ".part", ".partial", ".lock")
@@ -99,35 +86,21 @@ class HeaderScan:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def is_node_result_sop_class(sop_class_uid: str) -> bool:
-    return (
-        sop_class_uid in _SEG_SOP_CLASSES
-        or sop_class_uid == _SECONDARY_CAPTURE
-        or sop_class_uid.startswith(_RESULT_SOP_CLASS_PREFIXES)
-    )
-
-
-def uid_root_identifies_node(uid_root: str) -> bool:
-    """False for pydicom's shared root, under which any pydicom program makes UIDs."""
-    return bool(uid_root) and _with_dot(uid_root) != PYDICOM_ROOT_UID
-
-
 def is_node_result(dataset: Dataset, *, uid_root: str, manufacturer: str) -> bool:
-    """True for an object this node made (or could have made): never routed as input."""
-    if is_node_result_sop_class(str(dataset.get("SOPClassUID", ""))):
-        return True
-    if manufacturer and str(dataset.get("Manufacturer", "")).strip() == manufacturer:
-        return True
-    if uid_root_identifies_node(uid_root):
-        root = _with_dot(uid_root)
-        for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
-            if str(dataset.get(keyword, "")).startswith(root):
-                return True
-    return False
+    """True for an object this node made (or could have made): never routed as input.
 
-
-def _with_dot(uid_root: str) -> str:
-    return uid_root if uid_root.endswith(".") else uid_root + "."
+    :func:`dicom_node.node_results.node_result_reason` decides, as for the SCP and the Orthanc plugin.
+    """
+    return (
+        node_result_reason(
+            sop_class_uid=str(dataset.get("SOPClassUID", "")),
+            series_instance_uid=str(dataset.get("SeriesInstanceUID", "")),
+            sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
+            manufacturer=str(dataset.get("Manufacturer", "") or ""),
+            identity=NodeIdentity(uid_root=uid_root, manufacturer=manufacturer),
+        )
+        is not None
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from dicom_node.backoff import backoff_delay_s
 from dicom_node.contracts import CompletionReason, StudyStable
 from dicom_node.errors import PipelineError, TransientError
 from plugins.orthanc.config import PluginConfig
@@ -106,8 +107,7 @@ class DispatcherStats:
 
 def backoff_s(attempts: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
     """Exponential backoff for the ``attempts``-th failure (1-based), capped, with ±25 % jitter."""
-    raw = min(max_s, base_s * (2 ** max(0, attempts - 1)))
-    return float(min(max_s, raw * rng.uniform(0.75, 1.25)))
+    return backoff_delay_s(max(1, attempts), base_s=base_s, max_s=max_s, jitter=rng, mode="equal")
 
 
 class Dispatcher:

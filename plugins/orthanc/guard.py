@@ -4,12 +4,11 @@ Results stored back into the study they came from change it, and Orthanc fires S
 it again (dicom-notes.md: a plugin without a guard reprocessed its own output six times in 25 s).
 Two layers stop that here; a third sits downstream:
 
-1. :class:`NodeResultClassifier` applies the ingest path's own rule
-   (:func:`dicom_node.ingest.classify.is_routable`: only CT input SOP classes, and nothing under
-   the node's UID root unless that root is pydicom's shared one), so SEG, SR, PR, SC and KO
-   objects are never input, whichever path they arrived by. Orthanc adds series-level facts the
-   ingest path does not need: a series whose Manufacturer is the node's is its own as well, and
-   when Orthanc has no SOP class for an instance the Modality decides.
+1. :class:`NodeResultClassifier` applies the check the SCP and routing apply too
+   (:func:`dicom_node.node_results.node_result_reason`: derived SOP classes, the node's
+   Manufacturer, UIDs under the node's own root; input is a CT class that is none of these), so
+   SEG, SR, PR, SC and KO objects are never input, whichever path they arrived by. When Orthanc has
+   no SOP class for an instance the Modality decides.
 2. :func:`decide` submits a study only when its set of *routable* SOP Instance UIDs differs from
    the set last submitted for it: a re-stable study whose only new instances are node results is
    skipped, and so is an event repeated for an unchanged study.
@@ -22,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from dicom_node.constants import INPUT_SOP_CLASSES
 from dicom_node.identity import sop_set_digest
-from dicom_node.ingest.classify import is_routable
-from dicom_node.ingest.sop_classes import INPUT_SOP_CLASSES
+from dicom_node.node_results import NodeIdentity, node_result_reason
 
 # Only used when Orthanc knows no SOP class for a series' instances.
 INPUT_MODALITIES: frozenset[str] = frozenset({"CT"})
@@ -47,21 +46,26 @@ class NodeResultClassifier:
         sop_instance_uids: Collection[str] = (),
     ) -> str | None:
         """Why the series is not input (a short phrase for logs), or None when it is input."""
-        if self.manufacturer and manufacturer.strip().casefold() == self.manufacturer.strip().casefold():
-            return "manufacturer is this node"
+        identity = NodeIdentity(uid_root=self.uid_root, manufacturer=self.manufacturer)
         if not sop_class_uid:
+            # Orthanc knows no SOP class: the node's Manufacturer, then the Modality decide.
+            ours = node_result_reason(sop_class_uid="", manufacturer=manufacturer, identity=identity)
+            if ours is not None:
+                return ours
             normalised = modality.strip().upper()
             return None if normalised in INPUT_MODALITIES else f"modality {normalised or '(none)'}"
-        if sop_class_uid not in INPUT_SOP_CLASSES:
-            return f"SOP class {sop_class_uid} is not CT input"
         for sop_instance_uid in sop_instance_uids or ("",):
-            if not is_routable(
+            reason = node_result_reason(
                 sop_class_uid=sop_class_uid,
                 series_instance_uid=series_instance_uid,
                 sop_instance_uid=sop_instance_uid,
-                uid_root=self.uid_root,
-            ):
-                return "UID under the node's UID root"
+                manufacturer=manufacturer,
+                identity=identity,
+            )
+            if reason is not None:
+                return reason
+        if sop_class_uid not in INPUT_SOP_CLASSES:
+            return f"SOP class {sop_class_uid} is not CT input"
         return None
 
 

@@ -22,13 +22,11 @@ import logging
 import threading
 from typing import Any, Protocol
 
+from dicom_node.constants import QUEUE_ROUTING, TASK_ROUTE_STUDY
 from dicom_node.contracts import StudyStable
 from dicom_node.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
-
-ROUTE_STUDY_TASK = "worker.tasks.route_study"
-ROUTING_QUEUE = "routing"
 
 
 class RoutingPublisher(Protocol):
@@ -73,9 +71,9 @@ class CeleryRoutingPublisher:
     def publish(self, study: StudyStable, *, task_id: str) -> None:
         try:
             self._celery().send_task(
-                ROUTE_STUDY_TASK,
+                TASK_ROUTE_STUDY,
                 args=[study.model_dump(mode="json")],
-                queue=ROUTING_QUEUE,
+                queue=QUEUE_ROUTING,
                 task_id=task_id,
                 retry=False,
             )

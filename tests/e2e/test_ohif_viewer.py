@@ -162,9 +162,7 @@ def synthetic_study(tmp_path: Path) -> tuple[list[Path], np.ndarray, np.ndarray,
         out_dir=tmp_path / "results",
         uid_root=UID_ROOT,
         manufacturer="ct-ai-node",
-        roles={ResultRole.SEG, ResultRole.SR},
-        seg_type="binary",
-        include_volumetric_groups=False,  # the viewer-safe SR profile (OHIF issue 3390)
+        roles={ResultRole.SEG, ResultRole.SR_PLANAR},  # the viewer-safe SR profile (OHIF issue 3390)
         content_datetime=datetime(2026, 11, 23, 12, 0, 0),
     )
     return ct, affine, labelmap, [Path(f.path) for f in bundle.files]

@@ -13,7 +13,7 @@ from pydicom import dcmread
 from dicom_node.contracts import JobState, ResultBundle
 from dicom_node.delivery import DeliveryIncomplete, confirm_cfind, deliver
 from dicom_node.jobs import DeliveryState, JobStore
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomDestinationSettings
 from tests.support.dcmtk import storescp
 from tests.support.orthanc import orthanc
 from tests.support.processes import free_port
@@ -37,11 +37,11 @@ def _received(folder: Path) -> dict[str, str]:
 def test_delivers_binary_and_labelmap_seg_sr_gsps(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path / "results")
     with storescp(tmp_path / "pacs" / "in", ae_title="PACS") as (_proc, port):
-        dest = DestinationSettings(
+        dest = DicomDestinationSettings(
             ae_title="PACS", port=port, objects=["seg", "sr", "gsps"], seg_type="labelmap"
         )
         report = deliver(bundle, "PACS", dest, calling_ae_title="CTAINODE")
-        binary = DestinationSettings(ae_title="PACS", port=port)
+        binary = DicomDestinationSettings(ae_title="PACS", port=port)
         report_binary = deliver(bundle, "PACS-B", binary, calling_ae_title="CTAINODE")
     received = _received(tmp_path / "pacs" / "in")
     expected = {f.sop_instance_uid: f.sop_class_uid for f in bundle.files}
@@ -63,7 +63,7 @@ def test_destination_down_then_up_is_delivered_after_retries(tmp_path: Path) -> 
     store.transition(bundle.job_id, JobState.DELIVERING, reason="deliver to PACS")
 
     port = free_port()
-    dest = DestinationSettings(ae_title="PACS", port=port, timeout_s=2)
+    dest = DicomDestinationSettings(ae_title="PACS", port=port, timeout_s=2)
     policy = RetryPolicy(max_retries=6, base_s=0.1, max_s=0.5)
     rng = random.Random(7)
     pacs_dir = tmp_path / "pacs" / "in"
@@ -109,7 +109,7 @@ def test_destination_down_then_up_is_delivered_after_retries(tmp_path: Path) -> 
 def test_resend_of_already_stored_objects_is_harmless(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path / "results", kinds=("seg-binary", "sr"))
     with storescp(tmp_path / "pacs" / "in") as (_proc, port):
-        dest = DestinationSettings(ae_title="PACS", port=port)
+        dest = DicomDestinationSettings(ae_title="PACS", port=port)
         first = deliver(bundle, "PACS", dest, calling_ae_title="CTAINODE")
         again = deliver(bundle, "PACS", dest, calling_ae_title="CTAINODE", attempt=2)
     assert first.delivered_sop_instance_uids == again.delivered_sop_instance_uids
@@ -122,7 +122,7 @@ def test_cstore_to_orthanc_confirmed_by_cfind(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path / "results", kinds=("seg-binary", "sr", "gsps"))
     overrides = {"DicomAlwaysAllowFind": True}  # Orthanc answers C-FIND from unlisted AEs
     with orthanc(tmp_path / "orthanc", overrides=overrides, dicomweb=False) as server:
-        dest = DestinationSettings(ae_title=server.aet, port=server.dicom_port, timeout_s=10)
+        dest = DicomDestinationSettings(ae_title=server.aet, port=server.dicom_port, timeout_s=10)
         report = deliver(bundle, "ORTHANC", dest, calling_ae_title="CTAINODE")
         held = server.sop_instance_uids()
         # a query for one instance it lacks: the query-back notices
@@ -143,7 +143,7 @@ def test_storescp_has_no_cfind_so_delivery_is_unconfirmed(tmp_path: Path) -> Non
     bundle = make_result_bundle(tmp_path / "results", kinds=("sr",))
     with storescp(tmp_path / "pacs" / "in") as (_proc, port):
         report = deliver(
-            bundle, "PACS", DestinationSettings(ae_title="PACS", port=port), calling_ae_title="N"
+            bundle, "PACS", DicomDestinationSettings(ae_title="PACS", port=port), calling_ae_title="N"
         )
     assert report.delivered_sop_instance_uids == (bundle.files[0].sop_instance_uid,)
     assert report.confirmed is False and "C-FIND" in report.confirmation_detail

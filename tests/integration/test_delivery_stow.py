@@ -9,7 +9,7 @@ import pytest
 
 from dicom_node.contracts import ResultBundle
 from dicom_node.delivery import DeliveryIncomplete, confirm_qido, deliver
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomwebDestinationSettings
 from tests.support.orthanc import OrthancServer, orthanc
 from tests.unit.dicom_node.delivery.objects import LABELMAP_SEG, UID_ROOT, make_result_bundle, write_object
 
@@ -22,8 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
         yield running
 
 
-def _dest(server: OrthancServer, **kw: object) -> DestinationSettings:
-    return DestinationSettings(kind="dicomweb", url=server.dicomweb_url, timeout_s=10, **kw)
+def _dest(server: OrthancServer, **kw: object) -> DicomwebDestinationSettings:
+    return DicomwebDestinationSettings(kind="dicomweb", url=server.dicomweb_url, timeout_s=10, **kw)
 
 
 def test_stow_then_qido_confirms_every_instance(server: OrthancServer, tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_qido_reports_what_is_missing(server: OrthancServer, tmp_path: Path) -> 
     deliver(bundle, "ORTHANC", _dest(server, objects=["seg"]), calling_ae_title="N")  # SR not sent
     ok, detail = confirm_qido(bundle.files, _dest(server), study_instance_uid=bundle.study_instance_uid)
     assert ok is False
-    sr = next(f.sop_instance_uid for f in bundle.files if f.role.value == "sr")
+    sr = next(f.sop_instance_uid for f in bundle.files if f.role == "sr")
     assert "1 of 2 instances not found" in detail and sr in detail
 
 

@@ -30,14 +30,14 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config
 
-from dicom_node.contracts import InstanceStored
-from dicom_node.ingest.receive import Origin, file_meta_bytes, split_part10
-from dicom_node.ingest.scp import AssociationSummary, StoreSCP
-from dicom_node.ingest.sop_classes import (
+from dicom_node.constants import (
     CT_IMAGE_STORAGE,
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
 )
+from dicom_node.contracts import InstanceStored
+from dicom_node.ingest.receive import Origin, file_meta_bytes, split_part10
+from dicom_node.ingest.scp import AssociationSummary, StoreSCP
 from dicom_node.settings import Settings, load_settings
 from tests.support.ct_series import TEST_UID_ROOT, make_ct_series
 from tests.support.dcmtk import require

@@ -31,7 +31,7 @@ from dicom_node.imaging.reader import load_series
 from tests.support.dcmtk import dciodvfy_errors, dciodvfy_path
 from tests.unit.dicom_node.imaging.cases import write_case
 from tests.unit.dicom_node.results.cases import UID_ROOT, Case, make_case
-from tests.unit.dicom_node.results.conftest import Encoded, encode
+from tests.unit.dicom_node.results.conftest import ALL_ROLES, Encoded, encode
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,8 @@ class Study:
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("validators")
     case = make_case(root, geometry="oblique", shape=(12, 64, 80))
-    full = encode(case, root / "full", seg_type="both")
-    planar = encode(case, root / "planar", roles=(ResultRole.SR,), include_volumetric_groups=False)
+    full = encode(case, root / "full", roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP))
+    planar = encode(case, root / "planar", roles=(ResultRole.SR_PLANAR,))
     return Study(case=case, full=full, planar=planar)
 
 

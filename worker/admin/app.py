@@ -31,16 +31,15 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from dicom_node.constants import QUEUES
 from dicom_node.contracts import JobState
-from dicom_node.delivery.cstore import EchoResult, echo_destination
-from dicom_node.errors import ConfigError, NodeError
+from dicom_node.delivery.destination import open_destination
+from dicom_node.errors import NodeError
 from dicom_node.jobs import JobNotFound, JobRecord
-from dicom_node.settings import DestinationSettings
 from worker.admin.auth import Principal, TokenAuth
 from worker.admin.broker import BrokerUnavailable, inspect_broker, ping_workers
 from worker.admin.metrics import StoreMetrics
 from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay_draft, validate_draft
-from worker.celery_app import QUEUES
 from worker.context import WorkerContext
 from worker.requeue import RequeueRefused, cancel, requeue
 
@@ -121,24 +120,6 @@ def readiness(ctx: WorkerContext, rules: RulesWatch) -> dict[str, Any]:
     check("rules", rules_loaded)
     check("staging_disk", disk)
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
-
-
-def _echo_dicomweb(dest: DestinationSettings) -> EchoResult:
-    """QIDO-RS search for one study: the DICOMweb counterpart of a C-ECHO."""
-    from dicom_node.delivery.stow import dicomweb_client_for
-
-    where = dest.url
-    started = time.monotonic()
-    try:
-        dicomweb_client_for(dest).search_for_studies(limit=1)
-    except ConfigError as exc:
-        return EchoResult(False, str(exc), time.monotonic() - started)
-    except Exception as exc:  # requests' HTTPError, ConnectionError, Timeout
-        code = getattr(getattr(exc, "response", None), "status_code", None)
-        return EchoResult(
-            False, f"QIDO-RS to {where}: {type(exc).__name__}", time.monotonic() - started, code
-        )
-    return EchoResult(True, f"QIDO-RS to {where}: OK", time.monotonic() - started, 200)
 
 
 def _dashboard_html() -> str:
@@ -366,15 +347,12 @@ def create_app(
 
     @api.post("/destinations/{name}/echo", tags=["destinations"])
     def echo(name: str, who: Principal = admin) -> dict[str, Any]:
-        """C-ECHO a DICOM destination (QIDO-RS probe for a DICOMweb one)."""
+        """Health check of a destination: C-ECHO a DICOM peer, a QIDO-RS probe of a DICOMweb server."""
         dest = settings.destinations.get(name)
         if dest is None:
             known = ", ".join(sorted(settings.destinations)) or "none configured"
             raise HTTPException(404, f"no destination {name!r} (known: {known})")
-        if dest.kind == "dicom":
-            result = echo_destination(dest, calling_ae_title=settings.dicom.ae_title)
-        else:
-            result = _echo_dicomweb(dest)
+        result = open_destination(name, dest, calling_ae_title=settings.dicom.ae_title).health()
         logger.info("echo %s by %s: %s", name, who.role, "ok" if result.ok else "failed")
         return {
             "destination": name,
@@ -386,10 +364,9 @@ def create_app(
 
     @api.get("/destinations", tags=["destinations"], dependencies=[viewer])
     def destinations() -> dict[str, Any]:
-        return {
-            name: {"kind": d.kind, "ae_title": d.ae_title, "host": d.host, "port": d.port, "url": d.url}
-            for name, d in sorted(settings.destinations.items())
-        }
+        # Every setting of the destination but secrets (tokens are never in settings, only the
+        # name of the environment variable holding one).
+        return {name: d.model_dump(mode="json") for name, d in sorted(settings.destinations.items())}
 
     app.include_router(api)
     for prefix, router in extra_routers:

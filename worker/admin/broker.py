@@ -27,7 +27,8 @@ import redis
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from worker.celery_app import QUEUES, SQLITE_BROKER_TRANSPORT, broker_connection_params
+from dicom_node.constants import QUEUES
+from worker.celery_app import SQLITE_BROKER_TRANSPORT, broker_connection_params
 
 logger = logging.getLogger(__name__)
 

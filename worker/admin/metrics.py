@@ -42,10 +42,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dicom_node import errors as node_errors
+from dicom_node.constants import QUEUES
 from dicom_node.contracts import JobState
 from dicom_node.jobs import JobEvent, JobRecord, JobStore
 from worker.admin.broker import BrokerUnavailable, inspect_broker
-from worker.celery_app import QUEUES
 
 logger = logging.getLogger(__name__)
 

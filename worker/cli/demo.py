@@ -23,15 +23,9 @@ import yaml
 
 from dicom_node.contracts import AnalysisResult, JobState
 from dicom_node.jobs.records import JobEvent, JobRecord, StudyRecord
+from dicom_node.result_kinds import title_for_sop_class
 
 FINAL = (JobState.DELIVERED, JobState.FAILED, JobState.DEAD, JobState.SKIPPED, JobState.SUPERSEDED)
-SOP_CLASS_NAMES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "SEG (binary)",
-    "1.2.840.10008.5.1.4.1.1.66.7": "SEG (label map)",
-    "1.2.840.10008.5.1.4.1.1.88.34": "SR (TID 1500, Comprehensive 3D)",
-    "1.2.840.10008.5.1.4.1.1.11.1": "GSPS",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
-}
 
 
 def _write_config(out: Path, *, pipeline: str, prompts: tuple[str, ...], pacs_port: int) -> Path:
@@ -209,7 +203,7 @@ def demo(
         click.echo(f"  {stage:<32} {'-' if seconds is None else f'{seconds:7.2f}'}")
     click.echo("\nreceived at the PACS:")
     for path in sorted(pacs.received):
-        click.echo(f"  {SOP_CLASS_NAMES.get(path.parent.name, path.parent.name):<34} {path.name}")
+        click.echo(f"  {title_for_sop_class(path.parent.name):<34} {path.name}")
     if job.state != JobState.DELIVERED:
         raise click.ClickException(f"the job ended {job.state.value}: {job.reason}")
 

@@ -8,15 +8,22 @@ from pathlib import Path
 
 import click
 
-from dicom_node.contracts import ResultRole
+from dicom_node.constants import INPUT_SOP_CLASSES
 from dicom_node.errors import NodeError
 from dicom_node.identity import job_id_for, sop_set_digest
-from dicom_node.routing.manifest import is_node_result_sop_class, read_headers
+from dicom_node.result_kinds import check_role, known_roles
+from dicom_node.routing.manifest import read_headers
 from worker.cli.common import config_option, settings_or_exit
-from worker.steps.compute import SegType
 
-SEG_TYPES: tuple[SegType, ...] = ("binary", "labelmap", "both")
-CT_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1")  # CT, Enhanced CT
+
+def roles_from_options(objects: str, seg_type: str) -> set[str]:
+    """``--objects`` (result kinds, comma-separated) with the ``--seg-type`` shorthand applied."""
+    roles = {check_role(o.strip()) for o in objects.split(",") if o.strip()}
+    if "seg" in roles and seg_type in ("labelmap", "both"):
+        roles.add("seg-labelmap")
+        if seg_type == "labelmap":
+            roles.discard("seg")
+    return roles
 
 
 def pick_series(dicom_dir: Path, series_uid: str | None) -> tuple[str, list[Path]]:
@@ -25,7 +32,7 @@ def pick_series(dicom_dir: Path, series_uid: str | None) -> tuple[str, list[Path
     by_series: dict[str, list[Path]] = defaultdict(list)
     for ds in scan.datasets:
         sop_class = str(ds.get("SOPClassUID", ""))
-        if sop_class in CT_CLASSES and not is_node_result_sop_class(sop_class):
+        if sop_class in INPUT_SOP_CLASSES:
             by_series[str(ds.SeriesInstanceUID)].append(Path(ds.filename))
     if not by_series:
         raise click.ClickException(
@@ -55,10 +62,14 @@ def pick_series(dicom_dir: Path, series_uid: str | None) -> tuple[str, list[Path
     "--objects",
     default="seg,sr,gsps",
     show_default=True,
-    help="Result objects to write: any of seg, sr, gsps, sc.",
+    help="Result objects to write (comma-separated): any of " + ", ".join(known_roles()) + ".",
 )
 @click.option(
-    "--seg-type", type=click.Choice(["binary", "labelmap", "both"]), default="binary", show_default=True
+    "--seg-type",
+    type=click.Choice(["binary", "labelmap", "both"]),
+    default="binary",
+    show_default=True,
+    help="Shorthand: which SEG 'seg' in --objects means.",
 )
 @config_option
 def infer(
@@ -82,7 +93,7 @@ def infer(
     settings = settings_or_exit(config_path)
     use_model_directory(settings)
     try:
-        roles = {ResultRole(o.strip()) for o in objects.split(",") if o.strip()}
+        roles = roles_from_options(objects, seg_type)
         requests = [parse_prompt(p) for p in prompts]
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -120,7 +131,6 @@ def infer(
             outputs=outputs,
             out_dir=out_dir,
             roles=roles,
-            seg_type=next(t for t in SEG_TYPES if t == seg_type),
             ai_model=needs_torch,
             content_datetime=None,
         )
@@ -144,6 +154,6 @@ def infer(
     for miss in outputs.unmatched:
         click.echo(f"  '{miss.prompt}': {miss.reason}")
     for f in written.bundle.files:
-        click.echo(f"  wrote {f.role.value.upper():<4} {f.path}")
+        click.echo(f"  wrote {f.role.upper():<12} {f.path}")
     click.echo(f"  preview {preview}")
     click.echo("  timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))

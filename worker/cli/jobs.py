@@ -186,7 +186,7 @@ def show(ctx: click.Context, job_id: str, as_json: bool, config_path: str | None
         lines.append("timings (s)  " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(j.timings_s.items())))
     if j.result_bundle:
         lines.append(f"results      {len(j.result_bundle.files)} files")
-        lines += [f"  {f.role.value:<5} {f.sop_instance_uid}  {f.path}" for f in j.result_bundle.files]
+        lines += [f"  {f.role:<12} {f.sop_instance_uid}  {f.path}" for f in j.result_bundle.files]
     lines.append("events")
     for e in detail.events:
         origin = e.from_state.value if e.from_state else "-"
@@ -228,7 +228,8 @@ def retry(
     config_path: str | None,
 ) -> None:
     """Requeue a failed, dead or abandoned (stale running) job."""
-    from worker.celery_app import TASK_DELIVER, make_celery
+    from dicom_node.constants import TASK_DELIVER
+    from worker.celery_app import make_celery
     from worker.requeue import requeue
 
     settings = _settings(ctx, config_path)

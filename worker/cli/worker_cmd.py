@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from worker.celery_app import QUEUES
+from dicom_node.constants import QUEUES
 from worker.cli.common import config_option, settings_or_exit
 
 

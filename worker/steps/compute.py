@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from dicom_node.contracts import AnalysisResult, Job, JobState, ResultBundle, ResultRole
+from dicom_node.contracts import AnalysisResult, Job, JobState, ResultBundle
 from dicom_node.errors import PermanentError
 from dicom_node.imaging.reader import LoadedSeries, load_series
+from dicom_node.result_kinds import DEFAULT_OBJECTS
 from dicom_node.results.bundle import encode_results
 from dicom_node.settings import Settings
 from inference.contracts import ModelOutputs, Request, VolumeInput, parse_prompt
@@ -34,7 +34,6 @@ from worker.steps.sources import local_study_dir, series_files
 
 logger = logging.getLogger(__name__)
 
-SegType = Literal["binary", "labelmap", "both"]
 COLORS = {name: s.color_rgb for name, s in STRUCTURES.items()}
 LABELMAP_FILE = "labelmap.npz"
 ANALYSIS_FILE = "analysis.json"
@@ -83,28 +82,21 @@ def requests_for(job: Job, default_prompts: Sequence[str]) -> list[Request]:
     return requests
 
 
-def roles_for(ctx: WorkerContext, job: Job) -> tuple[set[ResultRole], SegType]:
-    """Which objects to encode: everything any destination of the job takes.
+def roles_for(ctx: WorkerContext, job: Job) -> set[str]:
+    """Which result kinds to encode: everything any destination of the job takes.
 
-    A shadow job (or one with no destination) gets the default SEG + SR + GSPS so the results can
-    be inspected; a destination that wants a labelmap SEG adds it beside the binary one.
+    A shadow job (or one with no destination) gets the default objects (SEG, SR, GSPS) so the
+    results can be inspected.
     """
-    roles: set[ResultRole] = set()
-    seg_types: set[str] = set()
+    roles: set[str] = set()
     for name in job.destinations:
         dest = ctx.settings.destinations.get(name)
         if dest is None:
             raise PermanentError(f"job {job.job_id}: destination {name!r} is not configured on this node")
-        roles |= {ResultRole(o) for o in dest.objects}
-        if "seg" in dest.objects:
-            seg_types.add(dest.seg_type)
+        roles |= set(dest.roles)
     if not job.destinations or job.shadow:
-        roles |= {ResultRole.SEG, ResultRole.SR, ResultRole.GSPS}
-        seg_types.add("binary")
-    seg_type: SegType = (
-        "both" if len(seg_types) == 2 else ("labelmap" if seg_types == {"labelmap"} else "binary")
-    )
-    return roles, seg_type
+        roles |= set(DEFAULT_OBJECTS)
+    return roles
 
 
 def pipeline_options(ctx: WorkerContext, pipeline: str) -> dict[str, object]:
@@ -158,7 +150,6 @@ def run_job(ctx: WorkerContext, job: Job) -> ComputeOutcome:
 def encode(
     ctx: WorkerContext, job: Job, series: LoadedSeries, volume: VolumeInput, outputs: ModelOutputs
 ) -> ResultBundle:
-    roles, seg_type = roles_for(ctx, job)
     written = write_results(
         ctx.settings,
         job_id=job.job_id,
@@ -166,8 +157,7 @@ def encode(
         volume=volume,
         outputs=outputs,
         out_dir=ctx.results_dir(job.job_id),
-        roles=roles,
-        seg_type=seg_type,
+        roles=roles_for(ctx, job),
         ai_model=info(job.pipeline).needs_torch,
         # the job's creation time, not "now": a re-run writes byte-identical objects
         content_datetime=job.created_at,
@@ -190,8 +180,7 @@ def write_results(
     volume: VolumeInput,
     outputs: ModelOutputs,
     out_dir: Path,
-    roles: Collection[ResultRole],
-    seg_type: SegType,
+    roles: Collection[str],
     ai_model: bool,
     content_datetime: datetime | None,
 ) -> WrittenResults:
@@ -216,8 +205,7 @@ def write_results(
         uid_root=settings.uid_root,
         manufacturer=settings.manufacturer,
         roles=roles,
-        seg_type=seg_type,
-        hu=series.hu if ResultRole.SC in roles else None,
+        hu=series.hu,
         content_datetime=content_datetime,
     )
     # What was found, in words and numbers, beside the objects (ctnode demo, the dashboard).

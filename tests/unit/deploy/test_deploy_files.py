@@ -14,8 +14,8 @@ import click
 import pytest
 import yaml
 
+from dicom_node.constants import QUEUES
 from dicom_node.settings import Settings, load_settings
-from worker.celery_app import QUEUES
 from worker.cli.main import main as ctnode_main
 
 REPO = Path(__file__).resolve().parents[3]

@@ -8,14 +8,11 @@ from typing import Any
 
 import pytest
 
+from dicom_node.constants import QUEUES, TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 from dicom_node.settings import Settings, load_settings
 from worker.celery_app import (
-    QUEUES,
     SQLITE_BROKER_TRANSPORT,
     SQLITE_POLLING_INTERVAL_S,
-    TASK_DELIVER,
-    TASK_ROUTE_STUDY,
-    TASK_RUN_PIPELINE,
     SQLiteBrokerTransport,
     broker_connection_params,
     make_celery,

@@ -24,7 +24,7 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 ROLE_CLASS = {
     "seg-binary": (ResultRole.SEG, BINARY_SEG, "SEG"),
-    "seg-labelmap": (ResultRole.SEG, LABELMAP_SEG, "SEG"),
+    "seg-labelmap": (ResultRole.SEG_LABELMAP, LABELMAP_SEG, "SEG"),
     "sr": (ResultRole.SR, COMPREHENSIVE_3D_SR, "SR"),
     "gsps": (ResultRole.GSPS, GSPS, "PR"),
     "sc": (ResultRole.SC, SECONDARY_CAPTURE, "OT"),

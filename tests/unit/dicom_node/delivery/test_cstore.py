@@ -12,7 +12,7 @@ import pytest
 from dicom_node.contracts import ResultBundle
 from dicom_node.delivery import DeliveryIncomplete, DeliveryRejected, deliver, send_cstore
 from dicom_node.delivery.outcome import OutcomeKind
-from dicom_node.settings import DestinationSettings, TLSSettings
+from dicom_node.settings import DicomDestinationSettings, TLSSettings
 from tests.support.processes import free_port
 from tests.unit.dicom_node.delivery.fake_peer import fake_peer
 from tests.unit.dicom_node.delivery.objects import (
@@ -26,8 +26,8 @@ from tests.unit.dicom_node.delivery.objects import (
 ALL_CLASSES = [BINARY_SEG, LABELMAP_SEG, COMPREHENSIVE_3D_SR, GSPS]
 
 
-def _dest(port: int, **kw: object) -> DestinationSettings:
-    return DestinationSettings(
+def _dest(port: int, **kw: object) -> DicomDestinationSettings:
+    return DicomDestinationSettings(
         kind="dicom", ae_title="FAKEPACS", host="127.0.0.1", port=port, timeout_s=5, **kw
     )
 
@@ -182,7 +182,7 @@ def test_no_response_within_timeout_is_transient(bundle: ResultBundle) -> None:
     seg = _uid(bundle, BINARY_SEG)
     with fake_peer(ALL_CLASSES, statuses={seg: "hang"}) as peer:
         peer.hang_s = 2.0
-        dest = DestinationSettings(ae_title="FAKEPACS", host="127.0.0.1", port=peer.port, timeout_s=0.5)
+        dest = DicomDestinationSettings(ae_title="FAKEPACS", host="127.0.0.1", port=peer.port, timeout_s=0.5)
         with pytest.raises(DeliveryIncomplete) as info:
             deliver(bundle, "PACS", dest, calling_ae_title="N")
     assert "no response" in info.value.report.failed[seg]
@@ -255,7 +255,7 @@ def test_delivery_over_mutual_tls(bundle: ResultBundle, tmp_path: Path) -> None:
         report = deliver(bundle, "PACS", _dest(peer.port, tls=tls), calling_ae_title="N")
         assert len(report.delivered_sop_instance_uids) == 3
         # the same peer, without TLS on our side: nothing is delivered, and it is not "delivered"
-        plain = DestinationSettings(ae_title="FAKEPACS", host="127.0.0.1", port=peer.port, timeout_s=1)
+        plain = DicomDestinationSettings(ae_title="FAKEPACS", host="127.0.0.1", port=peer.port, timeout_s=1)
         with pytest.raises(DeliveryIncomplete):
             deliver(bundle, "PACS", plain, calling_ae_title="N")
     assert sum(peer.received.values()) == 3

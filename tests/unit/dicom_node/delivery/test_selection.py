@@ -6,7 +6,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLo
 
 from dicom_node.contracts import ResultBundle, ResultFile, ResultRole
 from dicom_node.delivery import presentation_contexts, select_files
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomDestinationSettings
 from tests.unit.dicom_node.delivery.objects import (
     BINARY_SEG,
     COMPREHENSIVE_3D_SR,
@@ -23,23 +23,27 @@ def _classes(files: list[ResultFile]) -> list[str]:
 
 def test_default_destination_takes_binary_seg_sr_gsps(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path, kinds=("seg-binary", "seg-labelmap", "sr", "gsps", "sc"))
-    assert _classes(select_files(bundle, DestinationSettings())) == [BINARY_SEG, COMPREHENSIVE_3D_SR, GSPS]
+    assert _classes(select_files(bundle, DicomDestinationSettings())) == [
+        BINARY_SEG,
+        COMPREHENSIVE_3D_SR,
+        GSPS,
+    ]
 
 
 def test_labelmap_destination_and_objects_filter(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path, kinds=("seg-binary", "seg-labelmap", "sr", "gsps", "sc"))
-    dest = DestinationSettings(seg_type="labelmap", objects=["seg", "sc"])
+    dest = DicomDestinationSettings(seg_type="labelmap", objects=["seg", "sc"])
     assert _classes(select_files(bundle, dest)) == [LABELMAP_SEG, SECONDARY_CAPTURE]
 
 
 def test_labelmap_falls_back_to_binary_but_never_the_other_way(tmp_path: Path) -> None:
     only_binary = make_result_bundle(tmp_path / "a", kinds=("seg-binary", "sr"))
-    assert _classes(select_files(only_binary, DestinationSettings(seg_type="labelmap"))) == [
+    assert _classes(select_files(only_binary, DicomDestinationSettings(seg_type="labelmap"))) == [
         BINARY_SEG,
         COMPREHENSIVE_3D_SR,
     ]
     only_labelmap = make_result_bundle(tmp_path / "b", kinds=("seg-labelmap", "sr"))
-    assert _classes(select_files(only_labelmap, DestinationSettings(seg_type="binary"))) == [
+    assert _classes(select_files(only_labelmap, DicomDestinationSettings(seg_type="binary"))) == [
         COMPREHENSIVE_3D_SR
     ]
 
@@ -47,7 +51,7 @@ def test_labelmap_falls_back_to_binary_but_never_the_other_way(tmp_path: Path) -
 def test_skip_already_delivered(tmp_path: Path) -> None:
     bundle = make_result_bundle(tmp_path, kinds=("seg-binary", "sr", "gsps"))
     done = {bundle.files[0].sop_instance_uid, bundle.files[2].sop_instance_uid}
-    assert select_files(bundle, DestinationSettings(), skip_sop_instance_uids=done) == [bundle.files[1]]
+    assert select_files(bundle, DicomDestinationSettings(), skip_sop_instance_uids=done) == [bundle.files[1]]
 
 
 def _file(sop_class: str, ts: str, n: int) -> ResultFile:

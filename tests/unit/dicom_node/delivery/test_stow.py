@@ -17,7 +17,7 @@ import pytest
 from dicom_node.contracts import ResultBundle
 from dicom_node.delivery import DeliveryIncomplete, DeliveryRejected, deliver
 from dicom_node.errors import ConfigError
-from dicom_node.settings import DestinationSettings
+from dicom_node.settings import DicomwebDestinationSettings
 from tests.support.processes import free_port
 from tests.unit.dicom_node.delivery.objects import make_result_bundle
 
@@ -110,8 +110,8 @@ def bundle(tmp_path: Path) -> ResultBundle:
     return make_result_bundle(tmp_path / "results", kinds=("seg-binary", "sr", "gsps"))
 
 
-def _dest(server: FakeDicomWeb, **kw: Any) -> DestinationSettings:
-    return DestinationSettings(kind="dicomweb", url=server.url, timeout_s=5, **kw)
+def _dest(server: FakeDicomWeb, **kw: Any) -> DicomwebDestinationSettings:
+    return DicomwebDestinationSettings(kind="dicomweb", url=server.url, timeout_s=5, **kw)
 
 
 def _uids(bundle: ResultBundle) -> list[str]:
@@ -196,7 +196,9 @@ def test_http_errors_without_detail(
 
 
 def test_connection_refused_is_transient(bundle: ResultBundle) -> None:
-    dest = DestinationSettings(kind="dicomweb", url=f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=2)
+    dest = DicomwebDestinationSettings(
+        kind="dicomweb", url=f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=2
+    )
     with pytest.raises(DeliveryIncomplete) as info:
         deliver(bundle, "WEB", dest, calling_ae_title="N")
     assert all("cannot reach" in r for r in info.value.report.failed.values())

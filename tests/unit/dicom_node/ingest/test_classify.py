@@ -1,70 +1,12 @@
-"""Routable vs derived objects, expected series sizes, patient identifiers found."""
+"""Expected series sizes, patient identifiers found (routable vs derived: test_node_results.py)."""
 
 from __future__ import annotations
 
-import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicom_node.ingest.classify import (
-    expected_series_instances,
-    is_routable,
-    phi_values,
-    uses_shared_uid_root,
-)
-from dicom_node.ingest.sop_classes import (
-    COMPREHENSIVE_3D_SR_STORAGE,
-    CT_IMAGE_STORAGE,
-    ENHANCED_CT_IMAGE_STORAGE,
-    GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
-    LABEL_MAP_SEGMENTATION_STORAGE,
-    SECONDARY_CAPTURE_IMAGE_STORAGE,
-    SEGMENTATION_STORAGE,
-)
-
-PYDICOM_ROOT = "1.2.826.0.1.3680043.8.498."
-SITE_ROOT = "1.2.826.0.1.3680043.10.999."
-
-
-def routable(
-    sop_class: str, *, series: str = "1.2.3.1", sop: str = "1.2.3.1.1", root: str = SITE_ROOT
-) -> bool:
-    return is_routable(
-        sop_class_uid=sop_class, series_instance_uid=series, sop_instance_uid=sop, uid_root=root
-    )
-
-
-@pytest.mark.parametrize("sop_class", [CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE])
-def test_ct_is_routable(sop_class: str) -> None:
-    assert routable(sop_class)
-
-
-@pytest.mark.parametrize(
-    "sop_class",
-    [
-        SEGMENTATION_STORAGE,
-        LABEL_MAP_SEGMENTATION_STORAGE,
-        COMPREHENSIVE_3D_SR_STORAGE,
-        GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
-        SECONDARY_CAPTURE_IMAGE_STORAGE,
-    ],
-)
-def test_derived_classes_are_never_routable(sop_class: str) -> None:
-    assert not routable(sop_class)
-    assert not routable(sop_class, root=PYDICOM_ROOT)
-
-
-def test_ct_under_the_site_uid_root_is_the_nodes_own() -> None:
-    assert not routable(CT_IMAGE_STORAGE, series=SITE_ROOT + "7")
-    assert not routable(CT_IMAGE_STORAGE, sop=SITE_ROOT + "7.8")
-    # a UID that merely starts with the same digits is not under the root
-    assert routable(CT_IMAGE_STORAGE, series=SITE_ROOT.rstrip(".") + "1.5")
-
-
-def test_shared_pydicom_root_does_not_mark_pydicom_made_uids_as_ours() -> None:
-    assert uses_shared_uid_root(PYDICOM_ROOT)
-    assert not uses_shared_uid_root(SITE_ROOT)
-    assert routable(CT_IMAGE_STORAGE, series=PYDICOM_ROOT + "42", sop=PYDICOM_ROOT + "43", root=PYDICOM_ROOT)
+from dicom_node.constants import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE
+from dicom_node.ingest.classify import expected_series_instances, phi_values
 
 
 def _header(**attrs: object) -> Dataset:

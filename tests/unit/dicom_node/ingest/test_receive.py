@@ -10,9 +10,9 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGLSLossless
 
+from dicom_node.constants import CT_IMAGE_STORAGE, SEGMENTATION_STORAGE
 from dicom_node.errors import CannotUnderstand, IngestError
 from dicom_node.ingest.receive import InstanceReceiver, Origin
-from dicom_node.ingest.sop_classes import CT_IMAGE_STORAGE, SEGMENTATION_STORAGE
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.validation import ImageLimits
 from dicom_node.phi import redact

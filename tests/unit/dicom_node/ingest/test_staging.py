@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from dicom_node.constants import CT_IMAGE_STORAGE
 from dicom_node.errors import CannotUnderstand, OutOfResources
 from dicom_node.ingest.receive import Origin, file_meta_bytes
-from dicom_node.ingest.sop_classes import CT_IMAGE_STORAGE
 from dicom_node.ingest.staging import INCOMING_DIR, Staging, read_staged_instance
 from tests.unit.dicom_node.ingest.conftest import dataset_bytes
 

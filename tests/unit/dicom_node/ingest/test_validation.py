@@ -20,13 +20,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicom_node.errors import CannotUnderstand, IngestError, SOPClassMismatch, SOPClassNotSupported
-from dicom_node.ingest.receive import split_part10
-from dicom_node.ingest.sop_classes import (
+from dicom_node.constants import (
     COMPREHENSIVE_3D_SR_STORAGE,
     CT_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
 )
+from dicom_node.errors import CannotUnderstand, IngestError, SOPClassMismatch, SOPClassNotSupported
+from dicom_node.ingest.receive import split_part10
 from dicom_node.ingest.validation import (
     STATUS_ABSURD_IMAGE,
     STATUS_BAD_UID,

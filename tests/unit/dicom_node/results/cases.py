@@ -23,7 +23,7 @@ from dicom_node.contracts import (
     SegmentMeasurement,
     SnippetLocation,
 )
-from dicom_node.results.seg import AlgorithmIdentity
+from dicom_node.results.inputs import AlgorithmIdentity
 from tests.unit.dicom_node.imaging.cases import GEOMETRIES, phantom_hu, write_case
 
 JOB_ID = "4f1c2a57-0c1e-5d1b-9a53-3f4b8f0f9e11"

@@ -70,14 +70,16 @@ def test_both_seg_types_and_the_planar_sr_are_distinct_objects(encoded: Encoded,
     result = encode(
         encoded.case,
         tmp_path / "both",
-        roles=(ResultRole.SEG, ResultRole.SR),
-        seg_type="both",
-        include_volumetric_groups=False,
+        roles=(ResultRole.SEG, ResultRole.SEG_LABELMAP, ResultRole.SR_PLANAR),
     )
-    segs = [f for f in result.bundle.files if f.role == ResultRole.SEG]
+    segs = [f for f in result.bundle.files if f.role in (ResultRole.SEG, ResultRole.SEG_LABELMAP)]
     assert sorted(f.sop_class_uid for f in segs) == sorted([BINARY_SEG_SOP_CLASS, LABELMAP_SEG_SOP_CLASS])
+    assert {f.role: f.sop_class_uid for f in segs} == {
+        ResultRole.SEG: BINARY_SEG_SOP_CLASS,
+        ResultRole.SEG_LABELMAP: LABELMAP_SEG_SOP_CLASS,
+    }
     assert len({f.series_instance_uid for f in segs}) == 2
-    (sr,) = [f for f in result.bundle.files if f.role == ResultRole.SR]
+    (sr,) = [f for f in result.bundle.files if f.role == ResultRole.SR_PLANAR]
     assert sr.sop_instance_uid == derived_uid(UID_ROOT, JOB_ID, "sr-planar-instance")
     assert (
         sr.sop_instance_uid
@@ -97,12 +99,16 @@ def test_bad_inputs_are_permanent_errors(tmp_path: Path) -> None:
         encode(case, tmp_path / "a", study_instance_uid=UID_ROOT + "999")
     with pytest.raises(PermanentError, match="HU volume"):
         encode(case, tmp_path / "b", hu=None)
+    with pytest.raises(PermanentError, match="HU volume"):
+        encode(case, tmp_path / "b2", hu=case.hu[:-1])
     bad = case.labelmap.copy()
     bad[0, 0, 0] = 9
     with pytest.raises(PermanentError, match="label map"):
         encode(case, tmp_path / "c", labelmap=bad)
-    with pytest.raises(PermanentError, match="no result roles"):
+    with pytest.raises(PermanentError, match="no result objects"):
         encode(case, tmp_path / "d", roles=())
+    with pytest.raises(PermanentError, match="unknown result object 'kos'"):
+        encode(case, tmp_path / "e", roles=("seg", "kos"))
 
 
 def test_nothing_found(tmp_path: Path) -> None:
@@ -119,7 +125,7 @@ def test_nothing_found(tmp_path: Path) -> None:
     (group,) = container.ContentSequence
     texts = [i.TextValue for i in group.ContentSequence if i.ValueType == "TEXT" and "TextValue" in i]
     assert empty.summary in texts
-    safe = encode(case, tmp_path / "safe", analysis=empty, include_volumetric_groups=False)
+    safe = encode(case, tmp_path / "safe", analysis=empty, roles=(ResultRole.SR_PLANAR, ResultRole.GSPS))
     assert safe.bundle.files == ()
 
 

@@ -166,10 +166,9 @@ def test_viewer_safe_profile_has_image_coordinates_in_every_group(tmp_path: Path
     result = encode(
         make_case(tmp_path, geometry="feet-first"),
         tmp_path / "out",
-        roles=(ResultRole.SEG, ResultRole.SR),
-        include_volumetric_groups=False,
+        roles=(ResultRole.SEG, ResultRole.SR_PLANAR),
     )
-    sr = result.dataset("sr.dcm")
+    sr = result.dataset("sr-planar.dcm")
     groups = _groups(sr)
     assert groups
     for group in groups:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from dicom_node.constants import TASK_ROUTE_STUDY
 from dicom_node.contracts import CompletionReason, StudySource, StudyStable
 from dicom_node.errors import PermanentError, TransientError
 from plugins.orthanc.publisher import (
-    ROUTE_STUDY_TASK,
     CeleryRoutingPublisher,
     is_unreachable,
     transport_options,
@@ -37,7 +37,7 @@ def test_publishes_route_study_on_the_embedded_sqlite_broker(tmp_path: Path) -> 
     url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
     CeleryRoutingPublisher(url).publish(STUDY, task_id="task-1")
     [(headers, received)] = routing_messages(url, expect=1, timeout_s=5)
-    assert headers["task"] == ROUTE_STUDY_TASK and headers["id"] == "task-1"
+    assert headers["task"] == TASK_ROUTE_STUDY and headers["id"] == "task-1"
     assert received == STUDY
 
 

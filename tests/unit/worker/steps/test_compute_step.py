@@ -36,7 +36,7 @@ def test_a_rerun_writes_the_same_objects(ctx: WorkerContext) -> None:
     (job,) = route_study(ctx, _stage(ctx, 12)).to_enqueue
     first = run_job(ctx, job)
     assert first.ran and first.state == JobState.ENCODED and first.bundle is not None
-    roles = sorted(f.role.value for f in first.bundle.files)
+    roles = sorted(f.role for f in first.bundle.files)
     assert roles == ["gsps", "seg", "sr"]
     before = _digests(first.bundle.files)
 
