@@ -207,11 +207,13 @@ def build_sr(
     ] = []
 
     for segment in analysis.segments:
-        group = _segment_planar_group(segment, stats, volume=volume, algorithm=algorithm, make_uid=make_uid)
+        own = _own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm)
+        group = _segment_planar_group(segment, stats, volume=volume, algorithm=own, make_uid=make_uid)
         if group is not None:
             groups.append(group)
     for index, finding in enumerate(analysis.findings):
-        groups.append(_finding_group(index, finding, volume=volume, algorithm=algorithm, make_uid=make_uid))
+        own = _own_algorithm(finding.algorithm_name, finding.algorithm_version, algorithm)
+        groups.append(_finding_group(index, finding, volume=volume, algorithm=own, make_uid=make_uid))
     for index, snippet in enumerate(analysis.snippets):
         groups.append(_snippet_group(index, snippet, volume=volume, algorithm=algorithm, make_uid=make_uid))
     if include_volumetric_groups and seg is not None:
@@ -228,13 +230,17 @@ def build_sr(
                     measurement=measured.get(segment.segment_number),
                     volume=volume,
                     seg=seg,
-                    algorithm=algorithm,
+                    algorithm=_own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm),
                     tracking_uid=tracking_uid,
                 )
             )
             groups.append(
                 _segment_box_group(
-                    segment, box, volume=volume, algorithm=algorithm, tracking_uid=tracking_uid
+                    segment,
+                    box,
+                    volume=volume,
+                    algorithm=_own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm),
+                    tracking_uid=tracking_uid,
                 )
             )
 
@@ -339,6 +345,16 @@ def _stub(source: Dataset, seg: SegReference) -> Dataset:
     ds.SeriesInstanceUID = seg.series_instance_uid
     ds.StudyInstanceUID = source.StudyInstanceUID
     return ds
+
+
+def _own_algorithm(
+    name: str, version: str, default: hd.sr.AlgorithmIdentification
+) -> hd.sr.AlgorithmIdentification:
+    """The algorithm of one group (TID 4019): the segment's or finding's own when a composed
+    answer names it, else the analysis' algorithm."""
+    if not name:
+        return default
+    return hd.sr.AlgorithmIdentification(name=name[:64], version=(version or "unknown")[:64])
 
 
 def _segment_planar_group(

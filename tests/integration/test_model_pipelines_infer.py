@@ -100,3 +100,57 @@ def test_corrupt_zip_is_one_clear_error(installed: Path, tmp_path: Path) -> None
     done = _ctnode("model", "import", str(bad), "--name", "bad", model_dir=installed)
     assert done.returncode != 0
     assert "not a readable zip" in done.stderr and "Traceback" not in done.stderr
+
+
+def _text_values(ds: pydicom.Dataset, concept: str) -> set[str]:
+    """TEXT values of every content item named ``concept`` in an SR tree."""
+    out: set[str] = set()
+    for item in getattr(ds, "ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if name and name[0].CodeMeaning == concept and "TextValue" in item:
+            out.add(str(item.TextValue))
+        out |= _text_values(item, concept)
+    return out
+
+
+def test_auto_mixes_two_models_in_one_seg_each_segment_naming_its_model(
+    installed: Path, tmp_path: Path
+) -> None:
+    second = make_nnunet_model(
+        tmp_path / "make",
+        labels={"stomach": 1, "kidney_right": 2},
+        dataset_id=904,
+        dataset_name="More",
+        seed=2,
+    )
+    done = _ctnode("model", "import", str(second.parent), "--name", "more", model_dir=installed)
+    assert done.returncode == 0, done.stderr
+    ct = tmp_path / "ct"
+    make_ct_series(ct, n_slices=24, rows=64, cols=64, spacing_mm=(2.5, 3.0, 3.0))
+    out = tmp_path / "out"
+    prompts = ["hepatic", "splenic", "L3 vertebra", "left renal organ", "stomach", "right kidney", "banana"]
+    args = [a for p in prompts for a in ("--prompt", p)]
+    done = _ctnode("infer", str(ct), "--out", str(out), "--pipeline", "auto", *args, model_dir=installed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "'banana': no match" in done.stdout
+    files = {pydicom.dcmread(p, stop_before_pixels=True).Modality: p for p in out.glob("*.dcm")}
+    seg = pydicom.dcmread(files["SEG"])
+    algorithms = {str(item.SegmentAlgorithmName) for item in seg.SegmentSequence}
+    assert algorithms == {"abdomen", "more"}, [
+        (i.SegmentLabel, i.SegmentAlgorithmName) for i in seg.SegmentSequence
+    ]
+    for item in seg.SegmentSequence:
+        structure = lookup(item.SegmentLabel)
+        assert structure is not None
+        assert str(item.SegmentAlgorithmName) == (
+            "more" if structure.name in {"stomach", "right kidney"} else "abdomen"
+        )
+        modifier = item.SegmentedPropertyTypeCodeSequence[0].get("SegmentedPropertyTypeModifierCodeSequence")
+        if structure.type_modifier is None:
+            assert modifier is None
+        else:
+            assert modifier[0].CodeValue == structure.type_modifier.value
+    sr = pydicom.dcmread(files["SR"])
+    assert {"abdomen", "more"} <= _text_values(sr, "Algorithm Name")
+    for path in files.values():
+        assert dciodvfy_errors(path) == [], path.name
