@@ -229,3 +229,21 @@ def forget_instances() -> None:
     """Drop the warm pipeline instances (tests; a worker re-reading installed models)."""
     with _lock:
         _instances.clear()
+
+
+def runnable(name: str) -> tuple[str, str | None]:
+    """``(pipeline to run, why it is not the one asked for)`` for a rule naming ``name``.
+
+    A pipeline whose weights are not installed and that names a fallback (TotalSegmentator →
+    ``ct-anatomy-basic``) gives way to it, and the reason says so; any other name is itself.
+    """
+    try:
+        pipeline_info = info(name)
+    except KeyError:  # uninstalled since the rules were loaded: the job fails with the reason
+        return name, None
+    if pipeline_info.fallback is None:
+        return name, None
+    reason = pipeline_info.missing()
+    if reason is None:
+        return name, None
+    return pipeline_info.fallback, f"{name} not installed, ran {pipeline_info.fallback} instead ({reason})"
