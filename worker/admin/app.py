@@ -41,6 +41,7 @@ from worker.admin.broker import BrokerUnavailable, inspect_broker, ping_workers
 from worker.admin.metrics import StoreMetrics
 from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay_draft, validate_draft
 from worker.context import WorkerContext
+from worker.pipeline_choice import readiness_detail
 from worker.requeue import RequeueRefused, cancel, requeue
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def readiness(ctx: WorkerContext, rules: RulesWatch) -> dict[str, Any]:
     check("broker", broker)
     check("rules", rules_loaded)
     check("staging_disk", disk)
+    check("pipelines", lambda: readiness_detail(ctx.rules()))
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
 
 

@@ -33,6 +33,13 @@ def worker(
     if unknown:
         raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
     tasks.configure(settings)
+    from worker.context import use_model_directory
+    from worker.pipeline_choice import problems_for_settings
+
+    use_model_directory(settings)
+    for problem in problems_for_settings(settings):  # loud at start: weights not installed
+        level = "warning" if problem.fallback else "ERROR"
+        click.echo(f"ctnode worker: {level}: {problem}", err=True)
     app = make_celery(settings, include=[])
     tasks.register(app)
     recovered = tasks.recover_orphans(app)

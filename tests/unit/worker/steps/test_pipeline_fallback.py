@@ -68,3 +68,33 @@ def test_installed_weights_run_the_named_pipeline(ctx: WorkerContext) -> None:
     assert job.pipeline == "totalsegmentator-fast"
     assert job.model_version == card.version_tag
     assert "not installed" not in ctx.store.require_job(job.job_id).reason
+
+
+def test_problems_name_the_import_command_and_the_fallback(ctx: WorkerContext) -> None:
+    from worker.pipeline_choice import pipeline_problems, readiness_detail
+
+    (problem,) = pipeline_problems(ctx.rules())
+    assert (problem.rule_name, problem.pipeline, problem.fallback) == (
+        "chest-abdomen",
+        "totalsegmentator-fast",
+        "ct-anatomy-basic",
+    )
+    assert "ctnode model import" in str(problem) and "it runs ct-anatomy-basic" in str(problem)
+    assert "it runs ct-anatomy-basic" in readiness_detail(ctx.rules())
+
+
+def test_a_pipeline_without_fallback_fails_readiness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dicom_node.routing.loader import parse_rules_text
+    from worker.pipeline_choice import readiness_detail
+
+    monkeypatch.setenv("CTNODE_MODEL_DIR", str(tmp_path / "models"))
+    # unified-ct's card is not in this model directory: its rule cannot run, and nothing replaces it
+    rules = parse_rules_text(
+        "version: 1\nrules:\n  - name: research\n    pipeline: unified-ct\n    shadow: true\n",
+        source_name="r.yaml",
+        known_pipelines={"unified-ct"},
+        known_destinations=(),
+    )
+    expected = r"unified-ct cannot run here .*card not found.*its jobs will fail"
+    with pytest.raises(RuntimeError, match=expected):
+        readiness_detail(rules)
