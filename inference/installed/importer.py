@@ -210,9 +210,13 @@ def _bundle_card(
     detection = meta.get("ctnode", {}) if isinstance(meta.get("ctnode"), dict) else {}
     if detection.get("task") == "detection" or "detection" in str(meta.get("task", "")).lower():
         task = "detection"
-    if task == "detection":
+    if task == "detection":  # class values start at 0 (no background channel)
         labels = detection.get("labels") or meta.get("labels") or {}
-        classes = {str(k): str(v) for k, v in dict(labels).items()} or classes
+        if not labels:
+            for output in outputs.values() if isinstance(outputs, dict) else ():
+                if isinstance(output, dict) and isinstance(output.get("channel_def"), dict):
+                    labels = output["channel_def"]
+        classes = {str(k): str(v) for k, v in dict(labels).items()}
     if not classes:
         raise ModelError(f"{source}: bundle metadata names no output classes (network_data_format.outputs)")
     return ModelCard(

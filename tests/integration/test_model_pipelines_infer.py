@@ -154,3 +154,43 @@ def test_auto_mixes_two_models_in_one_seg_each_segment_naming_its_model(
     assert {"abdomen", "more"} <= _text_values(sr, "Algorithm Name")
     for path in files.values():
         assert dciodvfy_errors(path) == [], path.name
+
+
+def test_bundles_segment_and_detect_through_ctnode_infer(tmp_path: Path) -> None:
+    from tests.support.monai_bundles import make_detection_bundle, make_segmentation_bundle
+
+    model_dir = tmp_path / "models"
+    for bundle, name in (
+        (make_segmentation_bundle(tmp_path / "s", classes={1: "liver", 2: "spleen"}), "organs"),
+        (make_detection_bundle(tmp_path / "d"), "nodules"),
+    ):
+        done = _ctnode("model", "import", str(bundle), "--name", name, model_dir=model_dir)
+        assert done.returncode == 0, done.stderr
+        assert f"installed bundle:{name}" in done.stdout
+    ct = tmp_path / "ct"
+    make_ct_series(ct, n_slices=24, rows=64, cols=64, spacing_mm=(2.5, 3.0, 3.0))
+
+    out = tmp_path / "seg-out"
+    done = _ctnode("infer", str(ct), "--out", str(out), "--pipeline", "bundle:organs", model_dir=model_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seg = next(pydicom.dcmread(p) for p in out.glob("*.dcm") if pydicom.dcmread(p).Modality == "SEG")
+    assert {str(i.SegmentLabel) for i in seg.SegmentSequence} <= {"liver", "spleen"}
+    assert {str(i.SegmentAlgorithmName) for i in seg.SegmentSequence} == {"organs"}
+    for path in out.glob("*.dcm"):
+        assert dciodvfy_errors(path) == [], path.name
+
+    out = tmp_path / "det-out"
+    done = _ctnode("infer", str(ct), "--out", str(out), "--pipeline", "bundle:nodules", model_dir=model_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = {pydicom.dcmread(p, stop_before_pixels=True).Modality: p for p in out.glob("*.dcm")}
+    assert {"SR", "PR"} <= set(files), files
+    gsps = pydicom.dcmread(files["PR"])
+    boxes = [g for a in gsps.GraphicAnnotationSequence for g in a.get("GraphicObjectSequence", [])]
+    assert boxes, "every detection is drawn as a box on its key slice"
+    assert "Lung nodule" in done.stdout
+    for path in files.values():
+        assert dciodvfy_errors(path) == [], path.name
+    checked = subprocess.run(["dcmpschk", str(files["PR"])], capture_output=True, text=True, timeout=120)
+    text = checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "Test passed" in text, text
+    assert not [line for line in text.splitlines() if line.startswith(("E:", "F:"))], text
