@@ -85,6 +85,9 @@ class NnUNetModel:
         import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+        from inference.nnunet import trainers
+
+        trainers.install()
         t0 = time.perf_counter()
         predictor = nnUNetPredictor(
             tile_step_size=self.tile_step_size,
@@ -112,11 +115,52 @@ class NnUNetModel:
     def classes(self) -> dict[int, str]:
         return {int(v): name for v, name in self.card.classes.items()}
 
+    @property
+    def target_spacing(self) -> tuple[float, float, float]:
+        """The plan's voxel spacing in the reader's axis order (nnU-Net plans store it transposed)."""
+        spacing = list(self._predictor.configuration_manager.spacing)
+        backward = list(self._predictor.plans_manager.transpose_backward)
+        z, y, x = (float(spacing[i]) for i in backward)
+        return (z, y, x)
+
     def predict(self, hu: np.ndarray, affine_lps: np.ndarray) -> np.ndarray:
-        """Label values of this model's classes on our ``[slice, row, column]`` grid."""
+        """Label values of this model's classes on our ``[slice, row, column]`` grid.
+
+        The volume is resampled to the plan's spacing here and the *labels* brought back by
+        nearest neighbour (as TotalSegmentator does), not nnU-Net's export, which resamples every
+        class's logits to the input grid first: 118 classes × 512×512×300 would be 37 GB.
+        """
         array, spacing, undo = to_network(hu, affine_lps, self.orientation)
+        target = self.target_spacing
+        resampled = resample_linear(array, spacing, target)
         with self._lock:  # one prediction at a time per loaded model (GPU memory)
             labels = self._predictor.predict_single_npy_array(
-                array[None].astype(np.float32, copy=False), {"spacing": list(spacing)}
+                resampled[None].astype(np.float32, copy=False), {"spacing": list(target)}
             )
-        return from_network(np.asarray(labels).astype(np.uint16, copy=False), undo)
+        labels = nearest_to_shape(np.asarray(labels).astype(np.uint16, copy=False), array.shape)
+        return from_network(labels, undo)
+
+
+def resample_linear(
+    array: np.ndarray, spacing: tuple[float, float, float], target: tuple[float, float, float]
+) -> np.ndarray:
+    """``array`` at ``target`` spacing (linear; unchanged when the spacing is already within 1%)."""
+    from scipy import ndimage
+
+    shape = [max(1, round(n * s / t)) for n, s, t in zip(array.shape, spacing, target, strict=True)]
+    if list(array.shape) == shape or all(abs(s / t - 1) < 0.01 for s, t in zip(spacing, target, strict=True)):
+        return array
+    zoom = [n / o for n, o in zip(shape, array.shape, strict=True)]
+    out: np.ndarray = ndimage.zoom(array.astype(np.float32, copy=False), zoom, order=1, mode="nearest")
+    return out
+
+
+def nearest_to_shape(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label array resized to ``shape`` by nearest neighbour (voxel centres map to voxel centres)."""
+    if labels.shape == tuple(shape):
+        return labels
+    index = [
+        np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.int64), m - 1)
+        for n, m in zip(shape, labels.shape, strict=True)
+    ]
+    return labels[np.ix_(*index)]

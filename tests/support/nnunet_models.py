@@ -62,6 +62,7 @@ def make_nnunet_model(
     base_features: int = 4,
     seed: int = 0,
     extra: Mapping[str, object] | None = None,
+    trainer: str = TRAINER,
 ) -> Path:
     """Write ``root/export/DatasetNNN_name/nnUNetTrainer__nnUNetPlans__3d_fullres`` and return it."""
     import nibabel as nib
@@ -116,7 +117,7 @@ def make_nnunet_model(
             len(labels) + 1,
             deep_supervision=False,
         )
-    model = root / "export" / folder_name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
+    model = root / "export" / folder_name / f"{trainer}__nnUNetPlans__{CONFIGURATION}"
     model.mkdir(parents=True, exist_ok=True)
     (model / "plans.json").write_text(json.dumps(plans, indent=1))
     (model / "dataset.json").write_text(json.dumps(dataset, indent=1))
@@ -125,7 +126,7 @@ def make_nnunet_model(
         torch.save(
             {
                 "network_weights": network.state_dict(),
-                "trainer_name": TRAINER,
+                "trainer_name": trainer,
                 "init_args": {"configuration": CONFIGURATION, "fold": fold},
                 "inference_allowed_mirroring_axes": (0, 1, 2),
                 "current_epoch": 0,

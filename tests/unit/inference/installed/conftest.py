@@ -29,8 +29,15 @@ def organs_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def spine_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained (so to speak) with TotalSegmentator's trainer class, which nnU-Net's own trainer
+    search cannot reach without torchvision (inference/nnunet/trainers.py)."""
     return make_nnunet_model(
-        tmp_path_factory.mktemp("spine"), labels=SPINE, dataset_id=902, dataset_name="Spine", seed=3
+        tmp_path_factory.mktemp("spine"),
+        labels=SPINE,
+        dataset_id=902,
+        dataset_name="Spine",
+        seed=3,
+        trainer="nnUNetTrainerNoMirroring",
     )
 
 

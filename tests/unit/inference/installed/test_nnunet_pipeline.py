@@ -167,6 +167,7 @@ def test_auto_mixes_two_installed_models_in_one_answer(
 ) -> None:
     organs = import_model(organs_model, name="organs")
     spine = import_model(spine_model, name="spine")
+    assert spine.nnunet["trainer"] == "nnUNetTrainerNoMirroring"  # TotalSegmentator's: must load here
     pipeline = get_pipeline("auto", device="cpu")
     prompts = ["hepatic", "spleen", "left renal organ", "L3 vertebra", "lumbar spine", "banana"]
     out = pipeline.run(_volume(), [parse_prompt(p) for p in prompts])
