@@ -130,20 +130,28 @@ def run_one(models: list[str], model_dir: str, device: str) -> dict[str, float]:
     volume = VolumeInput(hu, affine)
     cards = [installed_models()[m] for m in models]
     requests = [Request(Task.SEG, "liver")]  # the network runs in full whatever is asked
-    t0 = time.perf_counter()
+
+    def cpu_s() -> float:  # this process's CPU seconds: on a shared machine, wall time also counts others
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu_s()
     pipeline = NnUNetPipeline("bench", "bench", cards, device=device, tile_step_size=0.8, use_mirroring=False)
     load = time.perf_counter() - t0
     t1 = time.perf_counter()
     pipeline.run(volume, requests)
-    first = time.perf_counter() - t1
+    first, c1 = time.perf_counter() - t1, cpu_s()
     t2 = time.perf_counter()
     pipeline.run(volume, requests)
-    warm = time.perf_counter() - t2
+    warm, c2 = time.perf_counter() - t2, cpu_s()
     peak_gpu = float(torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0
     return {
         "load_s": round(load, 2),
         "cold_s": round(load + first, 2),
         "warm_s": round(warm, 2),
+        "cold_cpu_s": round(c1 - c0, 1),
+        "warm_cpu_s": round(c2 - c1, 1),
+        "threads": torch.get_num_threads(),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "peak_gpu_gib": round(peak_gpu, 2),
     }
