@@ -20,10 +20,10 @@ from dicom_node.jobs import DeliveryState, JobStore
 from tests.unit.dicom_node.jobs.builders import make_bundle, make_job
 from tests.unit.worker.admin.conftest import make_manifest, record_routed_study, settings_for
 from worker.admin.metrics import StoreMetrics
-from worker.celery_app import make_celery
 from worker.context import WorkerContext
-from worker.requeue import send_pipeline_task
-from worker.sweeper import sweep
+from worker.node.requeue import send_pipeline_task
+from worker.node.sweeper import sweep
+from worker.tasks.app import make_celery
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from inference.contracts import VolumeInput
 from inference.pipelines.anatomy_basic import AnatomyBasicPipeline, segment_anatomy
 from inference.pipelines.nifti import load_nifti_axial
 from inference.synth import make_case
-from worker.synth_study import make_synthetic_study
+from worker.demo.synth_study import make_synthetic_study
 
 SUBJECT_A = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "totalseg-examples" / "subject_a"
 NAMES = ("body", "left lung", "right lung", "airway", "bone")

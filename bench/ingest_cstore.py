@@ -4,10 +4,12 @@ A synthetic 512×512×300 CT (int16, Explicit VR Little Endian) is sent by DCMTK
 association, as a modality sends a series) to each receiver in turn; each run is timed from
 storescu's start to its exit and every run's files are counted. Receivers:
 
-* ``ours``              StoreSCP: validation, PHI registration, tmp → fsync → link → dir fsync
+* ``ours``              StoreSCP as in service: pynetdicom streams each data set to a temporary
+                        file (STORE_RECV_CHUNKED_DATASET), validation through a memory map, PHI
+                        registration, kernel copy to tmp → fsync → link → dir fsync
 * ``ours-no-fsync``     the same without fsync (what durability costs; never used in service)
-* ``ours-chunked``      prototype of pynetdicom's STORE_RECV_CHUNKED_DATASET (pynetdicom writes
-                        each data set to a temp file; validate from it, move it into staging)
+* ``ours-in-memory``    the handler's in-memory path (data set in pynetdicom's buffer, as before
+                        issue 12 item 8): what streaming to disk costs per image
 * ``storescp``          DCMTK storescp, default options (writes files, no fsync)
 * ``storescp-nodelay``  storescp with TCP_NODELAY=1 in its environment (DCMTK reads it; without
                         it a 40 ms delayed-ACK stall per image dominates on loopback)
@@ -31,18 +33,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pydicom import dcmread  # noqa: E402
-from pynetdicom import AE, _config, evt  # noqa: E402
+from pynetdicom import _config  # noqa: E402
 
-from dicom_node.constants import CT_IMAGE_STORAGE  # noqa: E402
 from dicom_node.ingest.scp import StoreSCP  # noqa: E402
 from dicom_node.ingest.staging import Staging  # noqa: E402
-from dicom_node.ingest.validation import ImageLimits, inspect_dataset  # noqa: E402
 from dicom_node.settings import load_settings  # noqa: E402
 from tests.support.ct_series import make_ct_series  # noqa: E402
 from tests.support.processes import free_port, managed, port_open  # noqa: E402
@@ -77,58 +76,22 @@ def count_files(folder: Path) -> int:
 
 
 @contextlib.contextmanager
-def our_scp(out: Path, *, fsync: bool) -> Iterator[int]:
+def our_scp(out: Path, *, fsync: bool, streamed: bool = True) -> Iterator[int]:
     settings = load_settings(overrides={"storage": {"root": str(out), "min_free_bytes": 0}})
     staging = Staging(settings.storage.staging_dir, min_free_bytes=0, fsync=fsync)
     scp = StoreSCP(
         settings, on_instance=lambda e: None, on_association_released=lambda s: None, staging=staging, port=0
     )
-    scp.start()
+    scp.start()  # turns pynetdicom's STORE_RECV_CHUNKED_DATASET on (the service's mode)
+    if not streamed:
+        # The handler's in-memory fallback: what streaming to disk costs per image.
+        _config.STORE_RECV_CHUNKED_DATASET = False
     try:
         assert scp.port is not None
         yield scp.port
     finally:
         scp.stop()
-
-
-@contextlib.contextmanager
-def chunked_scp(out: Path) -> Iterator[int]:
-    """Prototype of the alternative design: pynetdicom streams each data set to a temp file."""
-    staging = Staging(out / "staging", min_free_bytes=0)
-    limits = ImageLimits()
-
-    def on_store(event: Any) -> int:
-        path = Path(event.dataset_path)
-        with open(path, "rb") as f:
-            data = f.read()
-        offset = 132 + 12 + int.from_bytes(data[140:144], "little")  # past the File Meta group
-        inspected = inspect_dataset(
-            memoryview(data)[offset:],
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-            negotiated_sop_class_uid=str(event.context.abstract_syntax),
-            affected_sop_instance_uid=str(event.request.AffectedSOPInstanceUID),
-            limits=limits,
-        )
-        staging.store_file(
-            path,
-            study_instance_uid=inspected.study_instance_uid,
-            series_instance_uid=inspected.series_instance_uid,
-            sop_instance_uid=inspected.sop_instance_uid,
-        )
-        return 0x0000
-
-    previous = _config.STORE_RECV_CHUNKED_DATASET
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    ae = AE(ae_title=NODE_AE)
-    ae.maximum_pdu_size = 0
-    ae.add_supported_context(CT_IMAGE_STORAGE)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    assert server is not None
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        _config.STORE_RECV_CHUNKED_DATASET = previous
+        _config.STORE_RECV_CHUNKED_DATASET = True
 
 
 @contextlib.contextmanager
@@ -146,7 +109,7 @@ def storescp(out: Path, *, nodelay: bool) -> Iterator[int]:
 RECEIVERS: dict[str, Callable[[Path], contextlib.AbstractContextManager[int]]] = {
     "ours": lambda out: our_scp(out, fsync=True),
     "ours-no-fsync": lambda out: our_scp(out, fsync=False),
-    "ours-chunked": chunked_scp,
+    "ours-in-memory": lambda out: our_scp(out, fsync=True, streamed=False),
     "storescp": lambda out: storescp(out, nodelay=False),
     "storescp-nodelay": lambda out: storescp(out, nodelay=True),
 }

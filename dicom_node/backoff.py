@@ -1,6 +1,6 @@
 """Capped exponential backoff with jitter: the one implementation every retry loop uses.
 
-Celery task retries (:mod:`worker.retry`), the Orthanc plugin's spool (:mod:`plugins.orthanc.
+Celery task retries (:mod:`worker.tasks.outcomes`), the Orthanc plugin's spool (:mod:`plugins.orthanc.
 dispatcher`) and the study tracker's hand-off (:mod:`dicom_node.assembly.tracker`) all wait
 ``min(max_s, base_s × 2^(attempt-1))``, jittered, so a peer that is down for a while is probed
 ever less often and many failures together do not retry in lock-step ("Exponential Backoff and

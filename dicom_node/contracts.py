@@ -98,6 +98,16 @@ class StudyStable(Contract):
 # ---------------------------------------------------------------------------------------------
 
 
+class SetAsideInstance(Contract):
+    """An instance filed in a series it does not belong to (a Secondary Capture or another
+    node's result inside a CT series, an object of another SOP class): left out of the series'
+    instances and volume, and why (dicom_node.routing.manifest)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    reason: str
+
+
 class SeriesManifest(Contract):
     """Header facts about one series (no pixels), what routing rules look at."""
 
@@ -113,6 +123,8 @@ class SeriesManifest(Contract):
     sop_instance_uids: tuple[str, ...]
     # True for objects this node made (its UID root or algorithm identification): never input.
     is_node_result: bool = False
+    # Instances left out of ``sop_instance_uids`` / ``image_count`` (and the volume), with why.
+    set_aside: tuple[SetAsideInstance, ...] = ()
     # Other top-level attributes of the first instance, by DICOM keyword, as strings. Patient
     # identifiers are left out (see dicom_node.phi).
     attributes: dict[str, str] = Field(default_factory=dict)
@@ -184,6 +196,10 @@ class Job(Contract):
     study_instance_uid: str
     series_instance_uids: tuple[str, ...]
     sop_set_digest: str
+    # The instances the job computes on (sop_set_digest is theirs): the series' input instances as
+    # routing saw them, without objects set aside (e.g. a Secondary Capture filed in the series).
+    # Empty in jobs stored before it existed: then every instance in the series folder is read.
+    sop_instance_uids: tuple[str, ...] = ()
     pipeline: str
     model_version: str
     ruleset_digest: str

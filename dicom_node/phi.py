@@ -10,6 +10,7 @@ these values to a logger in the first place; the filter is the net under that ru
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -99,12 +100,20 @@ def redact(text: str) -> str:
     return text
 
 
+# pydicom reports a malformed value with the value itself ("Invalid value for VR PN: 'DOE^J'"),
+# often while a header is being read, before ingest has registered its identifiers: such values
+# are withheld whatever they are.
+_PYDICOM_VALUE = re.compile(r"(Invalid value for VR \w+: |Invalid value: |value )('.*?'|\".*?\"|b'.*?')")
+
+
 class PHIFilter(logging.Filter):
-    """Masks remembered identifiers in the formatted message of every record."""
+    """Masks remembered identifiers, and values quoted in pydicom's complaints, in every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
+        if record.name.startswith(("pydicom", "py.warnings")):
+            cleaned = _PYDICOM_VALUE.sub(r"\1[value withheld]", cleaned)
         if cleaned != message:
             record.msg = cleaned
             record.args = None
@@ -122,6 +131,9 @@ def configure_logging(level: str = "INFO") -> None:
         handler.addFilter(PHIFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    # Python warnings (pydicom warns about malformed values with the value) go through logging,
+    # hence through the PHI filter, instead of straight to stderr.
+    logging.captureWarnings(True)
     # Libraries that log every copied module / PDU / migration step at INFO: their warnings
     # still show; our own stage logs say what happened at INFO.
     for noisy in ("highdicom", "pynetdicom", "alembic", "urllib3"):

@@ -80,15 +80,31 @@ class DicomSettings(Section):
         default_factory=lambda: [AllowedPeer(ae_title="STORESCU"), AllowedPeer(ae_title="CTNODE_DEMO")]
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
-    max_pdu_bytes: int = 0  # 0 = unlimited
-    network_timeout_s: float = 60.0
-    acse_timeout_s: float = 30.0
-    dimse_timeout_s: float = 60.0
-    max_associations: int = 16
+    # Largest P-DATA-TF PDU we accept (PS3.8 9.3.5; advertised in the A-ASSOCIATE-AC). Bounded:
+    # with "unlimited" a sender may put a whole 500 MB data set in one PDU, read into memory.
+    max_pdu_bytes: int = Field(default=262_144, ge=4096, le=16 * 1024**2)
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    # How long a new connection may stay silent before its A-ASSOCIATE-RQ (TLS handshake included)
+    # is complete; then it is closed (PS3.8 9.1.5 ARTIM). Idle sockets must not hold slots.
+    acse_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    dimse_timeout_s: float = Field(default=60.0, gt=0)
+    # Open connections at once (associations, and connections not yet past their A-ASSOCIATE-RQ),
+    # in all and per source address; beyond: A-ASSOCIATE-RJ transient, local-limit-exceeded.
+    max_associations: int = Field(default=16, ge=1)
+    max_associations_per_peer: int = Field(default=8, ge=1)
+    # Largest data set accepted (C-STORE and STOW-RS); larger is refused with 0xA701, and a
+    # C-STORE data set past twice this is aborted mid-transfer (disk protection).
+    max_instance_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
     # Largest image accepted; anything beyond is refused as "cannot understand".
     max_rows: int = 4096
     max_columns: int = 4096
     max_frames: int = 10000
+
+    @model_validator(mode="after")
+    def _association_limits_consistent(self) -> DicomSettings:
+        if self.max_associations_per_peer > self.max_associations:
+            raise ValueError("max_associations_per_peer must not exceed max_associations")
+        return self
 
 
 class StorageSettings(Section):
@@ -199,6 +215,24 @@ class DicomwebDestinationSettings(DestinationBase):
     tls: TLSSettings = Field(default_factory=TLSSettings)
 
 
+class FolderDestinationSettings(DestinationBase):
+    """A folder (a local disk or a mounted share): each result object as a DICOM file under
+    ``<path>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` (research exports, file
+    drops). Confirmed by reading the files back; healthy when the folder is writable."""
+
+    implementation: ClassVar[str] = "dicom_node.delivery.folder:FolderDestination"
+
+    kind: Literal["folder"]
+    path: Path
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"a folder destination needs an absolute path, got {str(value)!r}")
+        return value
+
+
 def _destination_kind(value: Any) -> str:
     # A destination without "kind" is a DICOM peer (the first kind, and the common case).
     if isinstance(value, Mapping):
@@ -209,7 +243,8 @@ def _destination_kind(value: Any) -> str:
 # The settings of one destination: a union discriminated on ``kind``.
 DestinationSettings = Annotated[
     Annotated[DicomDestinationSettings, Tag("dicom")]
-    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")],
+    | Annotated[DicomwebDestinationSettings, Tag("dicomweb")]
+    | Annotated[FolderDestinationSettings, Tag("folder")],
     Discriminator(_destination_kind),
 ]
 

@@ -13,6 +13,7 @@ import os
 import pwd
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,9 @@ class WorkerContext:
     settings: Settings
     store: JobStore
     name: str = field(default_factory=worker_identity)
+    # The environment the entry point started with: secrets named in settings (tokens, Orthanc
+    # credentials) are read from this snapshot, never from os.environ inside a task.
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _rules: RuleSet | None = None
     _rules_mtime_ns: int = -1
     _rules_text: str = ""

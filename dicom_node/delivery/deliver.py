@@ -20,7 +20,7 @@ object the destination already holds is harmless either way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from dicom_node.contracts import DeliveryReport, ResultBundle
 from dicom_node.delivery.destination import open_destination
@@ -40,6 +40,7 @@ def deliver(
     already_delivered: Collection[str] = (),
     attempt: int = 1,
     confirm: bool = True,
+    environ: Mapping[str, str] | None = None,
 ) -> DeliveryReport:
     """Send the files ``dest`` takes (its result kinds, ``dest.roles``) that are not yet delivered.
 
@@ -53,7 +54,7 @@ def deliver(
     ``confirmation_detail``; a peer without C-FIND, like storescp, leaves it unconfirmed with the
     reason). No storage commitment.
     """
-    destination = open_destination(dest_name, dest, calling_ae_title=calling_ae_title)
+    destination = open_destination(dest_name, dest, calling_ae_title=calling_ae_title, environ=environ)
     delivered_before = set(already_delivered)
     selected = select_files(bundle, dest)
     to_send = [f for f in selected if f.sop_instance_uid not in delivered_before]

@@ -18,7 +18,7 @@ its own module and its settings class only (docs/extending.md).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -56,11 +56,28 @@ class Destination(Protocol):
 
 
 class DestinationFactory(Protocol):
-    def __call__(self, name: str, settings: DestinationBase, *, calling_ae_title: str) -> Destination: ...
+    def __call__(
+        self,
+        name: str,
+        settings: DestinationBase,
+        *,
+        calling_ae_title: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> Destination: ...
 
 
-def open_destination(name: str, settings: DestinationBase, *, calling_ae_title: str) -> Destination:
-    """The implementation of ``settings``' kind, for the destination called ``name``."""
+def open_destination(
+    name: str,
+    settings: DestinationBase,
+    *,
+    calling_ae_title: str,
+    environ: Mapping[str, str] | None = None,
+) -> Destination:
+    """The implementation of ``settings``' kind, for the destination called ``name``.
+
+    ``environ`` holds the secrets a kind reads by variable name (a DICOMweb token): the worker
+    passes the environment its entry point captured, so no task reads the process environment.
+    """
     module_name, _, attribute = type(settings).implementation.partition(":")
     factory = cast(DestinationFactory, getattr(importlib.import_module(module_name), attribute))
-    return factory(name, settings, calling_ae_title=calling_ae_title)
+    return factory(name, settings, calling_ae_title=calling_ae_title, environ=environ)

@@ -6,7 +6,7 @@ Send by C-STORE (:mod:`dicom_node.delivery.cstore`), confirm by a C-FIND query-b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dicom_node.contracts import ResultFile
 from dicom_node.delivery.cfind import confirm_cfind
@@ -18,7 +18,14 @@ from dicom_node.settings import DestinationBase, DicomDestinationSettings
 
 
 class DicomPeer:
-    def __init__(self, name: str, settings: DestinationBase, *, calling_ae_title: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: DestinationBase,
+        *,
+        calling_ae_title: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         if not isinstance(settings, DicomDestinationSettings):
             raise ConfigError(f"destination {name!r}: {type(settings).__name__} is not a DICOM peer")
         self.name = name

@@ -8,7 +8,7 @@ client (session, token, TLS files) per destination object.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import requests
 from dicomweb_client import DICOMwebClient
@@ -22,17 +22,25 @@ from dicom_node.settings import DestinationBase, DicomwebDestinationSettings
 
 
 class DicomwebServer:
-    def __init__(self, name: str, settings: DestinationBase, *, calling_ae_title: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: DestinationBase,
+        *,
+        calling_ae_title: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         if not isinstance(settings, DicomwebDestinationSettings):
             raise ConfigError(f"destination {name!r}: {type(settings).__name__} is not a DICOMweb server")
         self.name = name
         self.settings = settings
+        self._environ = environ
         self._client: DICOMwebClient | None = None
 
     @property
     def client(self) -> DICOMwebClient:
         if self._client is None:
-            self._client = dicomweb_client_for(self.settings)
+            self._client = dicomweb_client_for(self.settings, self._environ)
         return self._client
 
     def send(self, files: Sequence[ResultFile], *, study_instance_uid: str) -> SendResult:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +44,23 @@ logger = logging.getLogger(__name__)
 SOP_INSTANCE_UID_TAG = "00080018"
 
 
-def bearer_token(dest: DicomwebDestinationSettings) -> str | None:
-    """The token from ``$<dest.token_env>``; None when the destination needs none."""
+def bearer_token(dest: DicomwebDestinationSettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """The token from ``$<dest.token_env>`` in ``environ`` (the worker passes the environment its
+    entry point captured; default this process's); None when the destination needs none."""
     if not dest.token_env:
         return None
-    token = os.environ.get(dest.token_env)
+    token = (os.environ if environ is None else environ).get(dest.token_env)
     if not token:
         raise ConfigError(f"environment variable {dest.token_env} (token_env of a destination) is not set")
     return token
 
 
-def dicomweb_client_for(dest: DicomwebDestinationSettings) -> DICOMwebClient:
+def dicomweb_client_for(
+    dest: DicomwebDestinationSettings, environ: Mapping[str, str] | None = None
+) -> DICOMwebClient:
     """A client for ``dest.url`` with its token, TLS files and timeout; its own retries off."""
     session = requests.Session()
-    token = bearer_token(dest)
+    token = bearer_token(dest, environ)
     if token is not None:
         session.headers["Authorization"] = f"Bearer {token}"
     if dest.tls.enabled:

@@ -17,7 +17,13 @@ little more than the float32 volume itself.
 
 Problems that make the series unusable as a volume (mixed orientation or matrix, a missing or
 duplicated slice position, non-uniform spacing) raise :class:`PermanentError` with the reason:
-retrying cannot help, and a model fed such a volume would silently misplace its output.
+retrying cannot help, and a model fed such a volume would silently misplace its output. So do
+values no CT scanner writes, checked before any pixel is decoded (:func:`check_plausible`): a
+rescale slope or intercept that is not finite or a slope that is not positive (PS3.3 C.11.1.1.2: an
+SR "nothing measured" on NaN HU is a wrong answer, not an empty one); a pixel spacing or slice step
+outside 0.05–20 mm / 0.05–50 mm (a spacing of 0 divided by zero, of 1e6 mm reported a body of
+1e16 mL); orientation cosines that are not two orthogonal unit vectors (PS3.3 C.7.6.2.1.1); a
+field of view beyond 1000 mm across or 3000 mm along the patient.
 """
 
 from __future__ import annotations
@@ -53,6 +59,14 @@ _PIXEL_TAGS = frozenset(
 # Geometry tolerances. Cosines are unit vectors: 1e-3 is ~0.06°. Pixel spacing in mm.
 ORIENTATION_TOLERANCE = 1e-3
 PIXEL_SPACING_TOLERANCE_MM = 1e-3
+# What a CT scanner writes. Generous on purpose: refuse only what no patient scan can be.
+PIXEL_SPACING_RANGE_MM = (0.05, 20.0)
+SLICE_STEP_RANGE_MM = (0.05, 50.0)
+MAX_FIELD_OF_VIEW_MM = 1000.0  # across a slice (scanner bores are ~700-800 mm)
+MAX_SCAN_LENGTH_MM = 3000.0  # along the patient
+RESCALE_SLOPE_RANGE = (1e-6, 1e3)
+MAX_ABS_RESCALE_INTERCEPT = 1e5
+COSINE_TOLERANCE = 1e-2  # unit length and orthogonality of the orientation cosines
 # Slice positions: a step may deviate from the median step by this fraction (and at least
 # MIN_POSITION_TOLERANCE_MM) before the series counts as having a gap or irregular spacing.
 SLICE_SPACING_TOLERANCE = 0.05
@@ -165,6 +179,18 @@ def _float_list(value: object, count: int, what: str, uid: str) -> np.ndarray:
     return out
 
 
+def _number(dataset: Dataset, keyword: str, default: float, uid: str) -> float:
+    """A DS value as float; absent or empty gives ``default`` (Type 1C/3 attributes)."""
+    try:
+        value = dataset.get(keyword)  # pydicom converts DS here: a non-number raises ValueError
+        if value is None or value == "":
+            return default
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        value = getattr(dataset.get_item(keyword), "value", "?")
+        raise PermanentError(f"instance {uid}: {keyword} {value!r} is not a number") from exc
+
+
 def _frames_of(header: Dataset, *, source: Path | Dataset, path: Path | None) -> list[_Frame]:
     uid = str(header.get("SOPInstanceUID", "?"))
     if "Rows" not in header or "Columns" not in header:
@@ -193,8 +219,8 @@ def _frames_of(header: Dataset, *, source: Path | Dataset, path: Path | None) ->
             pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
             rows=int(header.Rows),
             columns=int(header.Columns),
-            slope=float(header.get("RescaleSlope", 1.0) or 1.0),
-            intercept=float(header.get("RescaleIntercept", 0.0) or 0.0),
+            slope=_number(header, "RescaleSlope", 1.0, uid),
+            intercept=_number(header, "RescaleIntercept", 0.0, uid),
             path=path,
         )
     ]
@@ -246,8 +272,8 @@ def _enhanced_frames(
                 pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
                 rows=int(header.Rows),
                 columns=int(header.Columns),
-                slope=float(transform.get("RescaleSlope", 1.0)) if transform is not None else 1.0,
-                intercept=float(transform.get("RescaleIntercept", 0.0)) if transform is not None else 0.0,
+                slope=_number(transform, "RescaleSlope", 1.0, uid) if transform is not None else 1.0,
+                intercept=_number(transform, "RescaleIntercept", 0.0, uid) if transform is not None else 0.0,
                 path=path,
             )
         )
@@ -262,7 +288,44 @@ def slice_normal(orientation: Sequence[float] | np.ndarray) -> np.ndarray:
     return normal / np.linalg.norm(normal)
 
 
+def check_plausible(frame: _Frame) -> None:
+    """Refuse values no CT scanner writes (module docstring), naming the attribute and the value."""
+    where = f"instance {_describe(frame)}"
+    if not (np.isfinite(frame.slope) and np.isfinite(frame.intercept)):
+        raise PermanentError(
+            f"{where}: RescaleSlope {frame.slope} / RescaleIntercept {frame.intercept} are not finite numbers"
+        )
+    low, high = RESCALE_SLOPE_RANGE
+    if not low <= frame.slope <= high:
+        raise PermanentError(f"{where}: RescaleSlope {frame.slope:g} is not a CT rescale ({low:g}-{high:g})")
+    if abs(frame.intercept) > MAX_ABS_RESCALE_INTERCEPT:
+        raise PermanentError(f"{where}: RescaleIntercept {frame.intercept:g} is not a CT rescale")
+    low, high = PIXEL_SPACING_RANGE_MM
+    for spacing in frame.pixel_spacing_mm:
+        if not low <= spacing <= high:
+            raise PermanentError(
+                f"{where}: PixelSpacing {spacing:g} mm is implausible for CT (expected {low:g}-{high:g} mm)"
+            )
+    field_of_view = max(frame.rows * frame.pixel_spacing_mm[0], frame.columns * frame.pixel_spacing_mm[1])
+    if field_of_view > MAX_FIELD_OF_VIEW_MM:
+        raise PermanentError(
+            f"{where}: a field of view of {field_of_view:.0f} mm (Rows/Columns × PixelSpacing) is "
+            f"implausible for CT (at most {MAX_FIELD_OF_VIEW_MM:.0f} mm)"
+        )
+    row, column = frame.orientation[:3], frame.orientation[3:]
+    lengths = (float(np.linalg.norm(row)), float(np.linalg.norm(column)))
+    if max(abs(length - 1.0) for length in lengths) > COSINE_TOLERANCE or (
+        abs(float(np.dot(row, column))) > COSINE_TOLERANCE
+    ):
+        raise PermanentError(
+            f"{where}: ImageOrientationPatient {list(np.round(frame.orientation, 4))} is not two "
+            "orthogonal unit vectors (PS3.3 C.7.6.2.1.1)"
+        )
+
+
 def _check_consistent(frames: list[_Frame]) -> None:
+    for frame in frames:
+        check_plausible(frame)
     first = frames[0]
     series_uids = {str(f.header.get("SeriesInstanceUID", "")) for f in frames}
     if len(series_uids) > 1:
@@ -321,6 +384,17 @@ def _sorted_with_affine(
             f"duplicate slice position {distances[k]:.3f} mm along the slice normal "
             f"(instances {_describe(frames[k])} and {_describe(frames[k + 1])}); "
             f"{duplicates.size} duplicate(s) in the series"
+        )
+    low, high = SLICE_STEP_RANGE_MM
+    if not low <= median_step <= high:
+        raise PermanentError(
+            f"slice step {median_step:g} mm along the slice normal is implausible for CT "
+            f"(expected {low:g}-{high:g} mm)"
+        )
+    if distances[-1] - distances[0] > MAX_SCAN_LENGTH_MM:
+        raise PermanentError(
+            f"the series spans {distances[-1] - distances[0]:.0f} mm along the slice normal: implausible "
+            f"for CT (at most {MAX_SCAN_LENGTH_MM:.0f} mm)"
         )
     tolerance = max(MIN_POSITION_TOLERANCE_MM, slice_spacing_tolerance * median_step)
     irregular = np.flatnonzero(np.abs(steps - median_step) > tolerance)

@@ -12,6 +12,9 @@ With ``require_known_peers`` (the default) an A-ASSOCIATE-RQ is answered with A-
 
 AE titles compare without leading/trailing spaces (not significant for VR AE, PS3.5 6.2), case
 sensitive. An IPv4-mapped IPv6 address (``::ffff:10.0.0.1``) is checked as its IPv4 address.
+The source address alone is checked earlier, when the TCP connection opens
+(:meth:`PeerPolicy.address_allowed`, used by :mod:`dicom_node.ingest.connections`): an address in
+no peer's networks never takes an association slot and is answered with the same reason 3.
 ``require_known_peers: false`` accepts everyone (and then per-AE settings still apply where the
 AE title matches).
 """
@@ -41,7 +44,11 @@ class AssociationRejection:
     reason: str
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def normalize_address(text: str) -> IPAddress | None:
+    """The peer's IP address; an IPv4-mapped IPv6 address as its IPv4 address; None if not one."""
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
@@ -64,10 +71,20 @@ class PeerPolicy:
             if title in self._peers:  # the same AE listed twice: allow the union of its networks
                 networks = self._peers[title][1] + networks
             self._peers[title] = (peer, networks)
+        self._all_networks = tuple(n for _, nets in self._peers.values() for n in nets)
 
     def peer(self, calling_ae_title: str) -> AllowedPeer | None:
         entry = self._peers.get(calling_ae_title.strip())
         return entry[0] if entry else None
+
+    def address_allowed(self, address: IPAddress | None) -> bool:
+        """True when a connection from ``address`` may be admitted at all: it lies in the networks
+        of at least one allowed peer (always True with ``require_known_peers: false``). Checked
+        when the TCP connection opens, before it takes an association slot; the AE title, known
+        only from the A-ASSOCIATE-RQ, is checked by :meth:`check` afterwards."""
+        if not self.require_known_peers:
+            return True
+        return address is not None and any(address in network for network in self._all_networks)
 
     def check(
         self, *, calling_ae_title: str, called_ae_title: str, peer_address: str
@@ -90,7 +107,7 @@ class PeerPolicy:
                 REASON_CALLING_AE_NOT_RECOGNIZED,
                 "calling AE title not in allowed_peers",
             )
-        address = _address(peer_address)
+        address = normalize_address(peer_address)
         if address is None or not any(address in network for network in entry[1]):
             return AssociationRejection(
                 REJECTED_PERMANENT,

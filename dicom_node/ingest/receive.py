@@ -15,12 +15,18 @@ calling AE, ReceivingApplicationEntityTitle = called AE, SendingPresentationAddr
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import mmap
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -28,16 +34,23 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from dicom_node.contracts import InstanceStored
-from dicom_node.errors import CannotUnderstand
+from dicom_node.errors import CannotUnderstand, IngestError, SOPClassMismatch
 from dicom_node.ingest.classify import expected_series_instances, phi_values
 from dicom_node.ingest.staging import Staging
-from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits, InspectedInstance, inspect_dataset
+from dicom_node.ingest.validation import (
+    STATUS_GARBAGE,
+    ImageLimits,
+    InspectedInstance,
+    inspect_dataset,
+    too_large,
+)
 from dicom_node.node_results import NodeIdentity, is_input
 from dicom_node.phi import PHI_KEYWORDS, remember_identifiers
 
 logger = logging.getLogger(__name__)
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_PART10_HEAD_MAX = 64 * 1024  # preamble + File Meta: a few hundred bytes in practice
 IMPLEMENTATION_VERSION_NAME = "CTAINODE_010"
 
 
@@ -106,6 +119,18 @@ def file_meta_bytes(
     body = b"".join(elements)
     group_length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
     return _PREAMBLE + group_length + body
+
+
+def _check_study(inspected: InspectedInstance, require_study: str | None) -> None:
+    if require_study is not None and inspected.study_instance_uid != require_study:
+        raise SOPClassMismatch("instance of another study than the request's (PS3.18 10.5.1)")
+
+
+def data_set_offset(path: Path) -> int:
+    """Where the data set of the Part 10 file at ``path`` starts (past its File Meta)."""
+    with open(path, "rb") as f:
+        head = f.read(_PART10_HEAD_MAX)
+    return split_part10(head)[1]
 
 
 def _not_file_meta(tag: object, vr: object, length: object) -> bool:
@@ -190,8 +215,12 @@ class InstanceReceiver:
         sop_class_uid: str,
         sop_instance_uid: str | None,
         origin: Origin,
+        require_study: str | None = None,
     ) -> InstanceStored:
         """Stage one data set (no File Meta, as received); raise IngestError with the status.
+
+        ``require_study``: refuse (0xA900) an instance of another study (STOW-RS to
+        ``/studies/{study}``, PS3.18 10.5.1).
 
         ``sop_class_uid`` is the negotiated abstract syntax (C-STORE) or the File Meta's Media
         Storage SOP Class (STOW); ``sop_instance_uid`` the command's Affected SOP Instance UID.
@@ -202,6 +231,7 @@ class InstanceReceiver:
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
         )
+        _check_study(inspected, require_study)
         self._remember_phi(inspected)
         head = file_meta_bytes(
             sop_class_uid=inspected.sop_class_uid,
@@ -215,6 +245,116 @@ class InstanceReceiver:
             series_instance_uid=inspected.series_instance_uid,
             sop_instance_uid=inspected.sop_instance_uid,
         )
+        return self._stored(inspected, path=path, duplicate=duplicate, origin=origin)
+
+    def receive_file(
+        self,
+        path: Path,
+        *,
+        offset: int,
+        transfer_syntax_uid: str,
+        sop_class_uid: str,
+        sop_instance_uid: str | None,
+        origin: Origin,
+        require_study: str | None = None,
+    ) -> InstanceStored:
+        """Stage the data set that fills ``path`` from ``offset`` to its end (streamed to disk by
+        the receive path: pynetdicom's chunked C-STORE receive, a spilled STOW-RS part).
+
+        Validated through a read-only memory map, so only the pages holding element headers are
+        read; copied into staging by the kernel. Memory use does not grow with the instance size
+        (except for a deflated data set, which is inflated to be checked, bounded by
+        ``max_instance_bytes``). ``path`` is left in place: its owner removes it.
+        """
+        with open(path, "rb") as source:
+            length = os.fstat(source.fileno()).st_size - offset
+            if length <= 0:
+                raise CannotUnderstand("empty data set", status=STATUS_GARBAGE)
+            if length > self.limits.max_instance_bytes:
+                raise too_large(length, self.limits)
+            inspected = self._inspect_mapped(
+                source,
+                offset=offset,
+                transfer_syntax_uid=transfer_syntax_uid,
+                sop_class_uid=sop_class_uid,
+                sop_instance_uid=sop_instance_uid,
+            )
+            _check_study(inspected, require_study)
+            self._remember_phi(inspected)
+            head = file_meta_bytes(
+                sop_class_uid=inspected.sop_class_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+                transfer_syntax_uid=transfer_syntax_uid,
+                origin=origin,
+            )
+            staged, duplicate = self.staging.store_copy(
+                head,
+                source,
+                offset=offset,
+                length=length,
+                study_instance_uid=inspected.study_instance_uid,
+                series_instance_uid=inspected.series_instance_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+            )
+        return self._stored(inspected, path=staged, duplicate=duplicate, origin=origin)
+
+    def receive_part10_file(
+        self, path: Path, *, origin: Origin, require_study: str | None = None
+    ) -> InstanceStored:
+        """:meth:`receive_part10` for a Part 10 file on disk (its File Meta replaced by ours)."""
+        with open(path, "rb") as source:
+            head = source.read(_PART10_HEAD_MAX)
+        meta, offset = split_part10(head)
+        return self.receive_file(
+            path,
+            offset=offset,
+            transfer_syntax_uid=str(meta.TransferSyntaxUID),
+            sop_class_uid=str(meta.MediaStorageSOPClassUID).rstrip("\x00 "),
+            sop_instance_uid=str(meta.MediaStorageSOPInstanceUID).rstrip("\x00 "),
+            origin=origin,
+            require_study=require_study,
+        )
+
+    def _inspect_mapped(
+        self,
+        source: BinaryIO,
+        *,
+        offset: int,
+        transfer_syntax_uid: str,
+        sop_class_uid: str,
+        sop_instance_uid: str | None,
+    ) -> InspectedInstance:
+        """:meth:`inspect` over a read-only memory map of ``source`` from ``offset``."""
+        error: IngestError | None = None
+        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            view = memoryview(mapped)[offset:]
+            try:
+                return self.inspect(
+                    view,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    sop_class_uid=sop_class_uid,
+                    sop_instance_uid=sop_instance_uid,
+                )
+            except IngestError as exc:
+                # A fresh exception: this one's traceback holds views of the map, which could
+                # then not be closed.
+                error = type(exc)(str(exc), status=exc.status)
+            finally:
+                del view
+        finally:
+            try:
+                mapped.close()
+            except BufferError:  # a view still referenced from a frame: collect, close later
+                gc.collect()
+                with contextlib.suppress(BufferError):
+                    mapped.close()
+        assert error is not None
+        raise error
+
+    def _stored(
+        self, inspected: InspectedInstance, *, path: Path, duplicate: bool, origin: Origin
+    ) -> InstanceStored:
         return InstanceStored(
             study_instance_uid=inspected.study_instance_uid,
             series_instance_uid=inspected.series_instance_uid,
@@ -237,7 +377,9 @@ class InstanceReceiver:
             expected_series_instances=expected_series_instances(inspected.header),
         )
 
-    def receive_part10(self, data: bytes | memoryview, *, origin: Origin) -> InstanceStored:
+    def receive_part10(
+        self, data: bytes | memoryview, *, origin: Origin, require_study: str | None = None
+    ) -> InstanceStored:
         """Stage a whole Part 10 file (e.g. one part of a STOW-RS request); the File Meta is
         replaced by ours, the data set bytes are kept as sent."""
         meta, offset = split_part10(data)
@@ -247,6 +389,7 @@ class InstanceReceiver:
             sop_class_uid=str(meta.MediaStorageSOPClassUID).rstrip("\x00 "),
             sop_instance_uid=str(meta.MediaStorageSOPInstanceUID).rstrip("\x00 "),
             origin=origin,
+            require_study=require_study,
         )
 
     def _remember_phi(self, inspected: InspectedInstance) -> None:

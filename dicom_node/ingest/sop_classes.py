@@ -66,6 +66,16 @@ PIXEL_SOP_CLASSES: frozenset[str] = frozenset(
     }
 )
 
+# Classes whose IOD has no pixels at all (PS3.3 A.35 SR documents and KOS, A.33 presentation
+# states, A.45 encapsulated documents): Pixel Data in one of them is refused (0xA900, a CT image
+# sent under an SR class). Other classes without an entry in PIXEL_SOP_CLASSES (a parametric map:
+# Float Pixel Data) are not checked either way.
+NO_PIXEL_SOP_CLASS_PREFIXES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports, KOS
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated documents
+)
+
 NATIVE_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,

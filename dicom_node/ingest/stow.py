@@ -14,15 +14,20 @@ Each part of the ``multipart/related; type="application/dicom"`` body is a Part 
 through exactly what a C-STORE goes through (:class:`~dicom_node.ingest.receive.InstanceReceiver`:
 the structural validation, the PHI registry, the atomic durable staging, the routable flag), and
 each failure carries the same code a C-STORE would be answered with, here as FailureReason
-(0008,1197). The body is parsed as it streams in (:class:`MultipartRelatedParser`); one part at a
-time is held in memory.
+(0008,1197). The body is parsed as it streams in (:class:`MultipartRelatedParser`): a part up to
+8 MiB is held in memory, a larger one is spooled to a file in staging's ``.incoming`` and staged
+from there (:meth:`~dicom_node.ingest.receive.InstanceReceiver.receive_part10_file`), so memory
+does not grow with the instance size; a part larger than ``dicom.max_instance_bytes`` is read to
+its end without being kept and fails with 0xA701.
 
 Response (PS3.18 10.5.3, ``application/dicom+json``): ReferencedSOPSequence (0008,1199) for the
 stored instances (a duplicate of an instance already staged counts as stored, as on the SCP path),
-FailedSOPSequence (0008,1198) with FailureReason for the others. HTTP status: 200 all stored,
+FailedSOPSequence (0008,1198) with FailureReason for the others, and per failed instance a
+``Warning: 299 ctnode "<SOP Instance UID>: 0x<FailureReason> <reason>"`` header with the reason in
+words (the table in :mod:`dicom_node.ingest.validation`). HTTP status: 200 all stored,
 202 some stored and some failed, 409 none stored, 400 a body that is not a well-formed multipart
-message or has no part, 415 a request that is not ``multipart/related; type="application/dicom"``,
-413 a part larger than ``max_part_bytes``. On ``/studies/{study}``, an instance of another study
+message or has no part, 415 a request that is not ``multipart/related; type="application/dicom"``.
+On ``/studies/{study}``, an instance of another study
 fails with 0xA900 ("does not match", PS3.4 Table B.2-1) and is not staged.
 
 Completion (decided here, documented for the assembly side): the end of a STOW request is treated
@@ -37,13 +42,15 @@ policy cover studies spread over several requests.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -52,6 +59,7 @@ from pydicom.dataset import Dataset
 from dicom_node.contracts import InstanceStored
 from dicom_node.errors import IngestError
 from dicom_node.ingest.receive import InstanceReceiver, Origin, split_part10
+from dicom_node.ingest.validation import STATUS_TOO_LARGE
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ DICOM_JSON = "application/dicom+json"
 FAILURE_PROCESSING = 0x0110  # Processing failure (an unexpected error on our side)
 FAILURE_NOT_MATCHING = 0xA900  # instance of another study than the one in the URL
 FAILURE_CANNOT_UNDERSTAND = 0xC000
-DEFAULT_MAX_PART_BYTES = 2 * 1024**3
+DEFAULT_MAX_PART_BYTES = 4 * 1024**3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,18 +80,31 @@ class MultipartError(ValueError):
     """The body is not a well-formed multipart message."""
 
 
-class PartTooLarge(MultipartError):
-    pass
+HEAD_BYTES = 64 * 1024  # kept of every part, spilled or not: its File Meta, for the response
+DEFAULT_SPILL_BYTES = 8 * 1024**2
 
 
 @dataclass(frozen=True)
 class Part:
+    """One body part. Small ones are in ``body``; past ``spill_bytes`` the body is in the file
+    ``path`` instead (``body`` empty); past ``max_part_bytes`` it is dropped (``oversized``)."""
+
     headers: dict[str, str]  # lower-case names
     body: bytes
+    path: Path | None = None
+    size: int = 0
+    oversized: bool = False
+    head: bytes = b""  # the first HEAD_BYTES of the body in every case
 
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+    def discard(self) -> None:
+        """Remove the spill file, if any (the part has been stored or refused)."""
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
 
 class MultipartRelatedParser:
@@ -96,7 +117,16 @@ class MultipartRelatedParser:
 
     _PREAMBLE, _AFTER_DELIMITER, _HEADERS, _BODY, _DONE = range(5)
 
-    def __init__(self, boundary: str, *, max_part_bytes: int = DEFAULT_MAX_PART_BYTES) -> None:
+    def __init__(
+        self,
+        boundary: str,
+        *,
+        max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+        spool: Callable[[], Path] | None = None,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
+    ) -> None:
+        """``spool`` names a new file for a part that grows past ``spill_bytes`` (None: keep
+        every part in memory); a part past ``max_part_bytes`` is read to its end and dropped."""
         if not boundary or len(boundary) > 200:
             raise MultipartError("missing or overlong boundary")
         self._delimiter = b"\r\n--" + boundary.encode("latin-1")
@@ -105,6 +135,13 @@ class MultipartRelatedParser:
         self._headers: dict[str, str] = {}
         self._body = bytearray()
         self._max_part_bytes = max_part_bytes
+        self._spool = spool
+        self._spill_bytes = spill_bytes
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._head = b""
+        self._oversized = False
         self._search_from = 0
         self.parts_seen = 0
 
@@ -131,8 +168,7 @@ class MultipartRelatedParser:
                 if self._state == self._BODY:
                     self._take_body(index)
                     index = 0
-                    finished = Part(self._headers, bytes(self._body))
-                    self._body = bytearray()
+                    finished = self._finish_part()
                 del self._buffer[: index + len(self._delimiter)]
                 self._search_from = 0
                 self._state = self._AFTER_DELIMITER
@@ -168,17 +204,74 @@ class MultipartRelatedParser:
                 del self._buffer[:consumed]
                 self._state = self._BODY
                 self.parts_seen += 1
-                self._body = bytearray()
+                self._start_part()
+
+    def _start_part(self) -> None:
+        self._body = bytearray()
+        self._size = 0
+        self._head = b""
+        self._oversized = False
 
     def _take_body(self, end: int) -> None:
-        """Move ``buffer[:end]`` into the current part's body."""
-        if len(self._body) + end > self._max_part_bytes:
-            raise PartTooLarge(f"a part is larger than {self._max_part_bytes} bytes")
-        self._body += self._buffer[:end]
+        """Move ``buffer[:end]`` into the current part's body (memory, spill file or nowhere)."""
+        if end <= 0:
+            return
+        chunk = memoryview(self._buffer)[:end]
+        try:
+            if len(self._head) < HEAD_BYTES:
+                self._head += bytes(chunk[: HEAD_BYTES - len(self._head)])
+            self._size += end
+            if self._oversized:
+                pass
+            elif self._size > self._max_part_bytes:
+                self._oversized = True  # read on to the next boundary, keep nothing
+                self._body = bytearray()
+                self._close_file(remove=True)
+            elif self._file is not None:
+                self._file.write(chunk)
+            elif self._spool is not None and self._size > self._spill_bytes:
+                self._path = self._spool()
+                self._file = open(self._path, "wb")  # noqa: SIM115 (closed in _finish_part/abandon)
+                self._file.write(self._body)
+                self._file.write(chunk)
+                self._body = bytearray()
+            else:
+                self._body += chunk
+        finally:
+            chunk.release()
         del self._buffer[:end]
+
+    def _finish_part(self) -> Part:
+        path = self._path if self._file is not None else None
+        self._close_file(remove=False)
+        part = Part(
+            self._headers,
+            bytes(self._body),
+            path=path,
+            size=self._size,
+            oversized=self._oversized,
+            head=self._head,
+        )
+        self._start_part()
+        return part
+
+    def _close_file(self, *, remove: bool) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            if remove and self._path is not None:
+                with contextlib.suppress(OSError):
+                    self._path.unlink()
+        self._file = None
+        self._path = None if remove else self._path
+
+    def abandon(self) -> None:
+        """The request ended early (error, disconnect): remove the part being spilled."""
+        self._close_file(remove=True)
 
     def close(self) -> None:
         if self._state != self._DONE:
+            self.abandon()
             raise MultipartError("body ended before the closing boundary")
 
 
@@ -215,6 +308,7 @@ class StowOutcome:
     sop_instance_uid: str
     failure_reason: int | None = None  # None: stored
     stored: InstanceStored | None = None
+    reason: str = ""  # why it failed, in words (the C-STORE ErrorComment; no patient data)
 
 
 @dataclass
@@ -250,6 +344,27 @@ def stow_response_dataset(outcomes: Collection[StowOutcome]) -> Dataset:
     return response
 
 
+MAX_WARNINGS = 50
+
+
+def failure_warnings(outcomes: Collection[StowOutcome]) -> list[str]:
+    """One HTTP ``Warning`` header value per failed instance (PS3.18 8.7.2 uses Warning for
+    status detail; RFC 9111 5.5 syntax: code, agent, quoted text): the SOP Instance UID, the
+    FailureReason and the reason in words, which FailedSOPSequence has no attribute for."""
+    warnings = []
+    for outcome in outcomes:
+        if outcome.failure_reason is None:
+            continue
+        text = (
+            f"{outcome.sop_instance_uid or '(unreadable)'}: 0x{outcome.failure_reason:04X} {outcome.reason}"
+        )
+        text = text.strip().encode("ascii", "replace").decode().replace("\\", "/").replace('"', "'")
+        warnings.append(f'299 ctnode "{text[:200]}"')
+        if len(warnings) == MAX_WARNINGS:
+            break
+    return warnings
+
+
 def stow_http_status(outcomes: Collection[StowOutcome]) -> int:
     """200 all stored, 202 some, 409 none (PS3.18 10.5.3.1)."""
     stored = sum(1 for o in outcomes if o.failure_reason is None)
@@ -258,10 +373,10 @@ def stow_http_status(outcomes: Collection[StowOutcome]) -> int:
     return status.HTTP_202_ACCEPTED if stored else status.HTTP_409_CONFLICT
 
 
-def _best_effort_uids(body: bytes) -> tuple[str, str]:
+def _best_effort_uids(head: bytes) -> tuple[str, str]:
     """SOP class / instance UIDs from a part's File Meta, for the failure item; "" if unreadable."""
     try:
-        meta, _ = split_part10(body)
+        meta, _ = split_part10(head)
     except Exception:  # the part is garbage: nothing to reference
         return "", ""
     return (
@@ -273,29 +388,38 @@ def _best_effort_uids(body: bytes) -> tuple[str, str]:
 def store_part(
     receiver: InstanceReceiver, part: Part, *, origin: Origin, study_instance_uid: str | None
 ) -> StowOutcome:
-    """Validate and stage one part (blocking: runs in a worker thread)."""
-    media_type, _ = media_type_and_params(part.content_type or "application/dicom")
-    if media_type != "application/dicom":
-        return StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND)
-    sop_class, sop_instance = _best_effort_uids(part.body)
+    """Validate and stage one part (blocking: runs in a worker thread); its spill file is
+    removed afterwards either way."""
     try:
-        if study_instance_uid is not None:
-            meta, offset = split_part10(part.body)
-            inspected = receiver.inspect(
-                memoryview(part.body)[offset:],
-                transfer_syntax_uid=str(meta.TransferSyntaxUID),
-                sop_class_uid=sop_class,
-                sop_instance_uid=sop_instance,
+        media_type, _ = media_type_and_params(part.content_type or "application/dicom")
+        if media_type != "application/dicom":
+            return StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND, reason=f"part of type {media_type[:64]}")
+        sop_class, sop_instance = _best_effort_uids(part.head)
+        if part.oversized:
+            limit = receiver.limits.max_instance_bytes
+            return StowOutcome(
+                sop_class,
+                sop_instance,
+                STATUS_TOO_LARGE,
+                reason=f"part of {part.size // 2**20} MiB exceeds max_instance_bytes ({limit // 2**20} MiB)",
             )
-            if inspected.study_instance_uid != study_instance_uid:
-                return StowOutcome(sop_class, sop_instance, FAILURE_NOT_MATCHING)
-        stored = receiver.receive_part10(part.body, origin=origin)
-    except IngestError as exc:
-        return StowOutcome(sop_class, sop_instance, exc.status)
-    except Exception:  # the HTTP edge: one bad part must not fail the others
-        logger.exception("stow: unexpected failure storing a part", extra={"stage": "ingest"})
-        return StowOutcome(sop_class, sop_instance, FAILURE_PROCESSING)
-    return StowOutcome(stored.sop_class_uid, stored.sop_instance_uid, None, stored)
+        try:
+            if part.path is not None:
+                stored = receiver.receive_part10_file(
+                    part.path, origin=origin, require_study=study_instance_uid
+                )
+            else:
+                stored = receiver.receive_part10(part.body, origin=origin, require_study=study_instance_uid)
+        except IngestError as exc:
+            return StowOutcome(sop_class, sop_instance, exc.status, reason=str(exc))
+        except Exception:  # the HTTP edge: one bad part must not fail the others
+            logger.exception("stow: unexpected failure storing a part", extra={"stage": "ingest"})
+            return StowOutcome(
+                sop_class, sop_instance, FAILURE_PROCESSING, reason="internal error while storing"
+            )
+        return StowOutcome(stored.sop_class_uid, stored.sop_instance_uid, None, stored)
+    finally:
+        part.discard()
 
 
 def make_bearer_auth(tokens: Callable[[], Collection[str]]) -> Callable[[Request], Awaitable[str]]:
@@ -328,16 +452,24 @@ def make_stow_router(
     on_request_complete: Callable[[StowRequestSummary], None],
     auth: Callable[..., Any],
     called_ae_title: str = "",
-    max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+    max_part_bytes: int | None = None,
+    spill_bytes: int = DEFAULT_SPILL_BYTES,
     prefix: str = "/dicom-web",
 ) -> APIRouter:
     """STOW-RS routes under ``prefix``; ``auth`` is a FastAPI dependency (required on every call).
+
+    ``max_part_bytes`` defaults to the receiver's ``max_instance_bytes`` plus room for a File
+    Meta; a larger part is read to its end, not kept, and fails with 0xA701. Parts past
+    ``spill_bytes`` are spooled to the staging folder's ``.incoming``, not held in memory.
 
     When ``auth`` returns a non-empty ``str`` it names the client; it is recorded as the
     ``calling_ae_title`` of the instances (at most 16 characters), the field routing rules match
     on for C-STORE senders.
     """
     router = APIRouter(prefix=prefix, tags=["dicomweb"])
+    part_limit = (
+        max_part_bytes if max_part_bytes is not None else receiver.limits.max_instance_bytes + HEAD_BYTES
+    )
 
     async def handle(request: Request, client: Any, study_instance_uid: str | None) -> Response:
         media_type, params = media_type_and_params(request.headers.get("content-type", ""))
@@ -348,7 +480,12 @@ def make_stow_router(
                 detail='expected multipart/related; type="application/dicom"',
             )
         try:
-            parser = MultipartRelatedParser(params.get("boundary", ""), max_part_bytes=max_part_bytes)
+            parser = MultipartRelatedParser(
+                params.get("boundary", ""),
+                max_part_bytes=part_limit,
+                spool=receiver.staging.new_temp_path,
+                spill_bytes=spill_bytes,
+            )
         except MultipartError as exc:
             raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
         summary = StowRequestSummary(
@@ -372,10 +509,6 @@ def make_stow_router(
                     outcomes.append(outcome)
                     _account(summary, outcome, on_instance)
             parser.close()
-        except PartTooLarge as exc:
-            raise HTTPException(
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=str(exc)
-            ) from exc
         except MultipartError as exc:
             if not outcomes:
                 raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
@@ -383,9 +516,10 @@ def make_stow_router(
             logger.warning(
                 "stow: body damaged after %d parts: %s", len(outcomes), exc, extra={"stage": "ingest"}
             )
-            outcomes.append(StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND))
+            outcomes.append(StowOutcome("", "", FAILURE_CANNOT_UNDERSTAND, reason=f"body damaged: {exc}"))
             summary.failed += 1
         finally:
+            parser.abandon()  # a part spilling when the body broke off (or the client left)
             if summary.study_instance_uids:
                 try:
                     on_request_complete(summary)
@@ -402,7 +536,10 @@ def make_stow_router(
             extra={"stage": "ingest"},
         )
         body = stow_response_dataset(outcomes).to_json()
-        return Response(content=body, status_code=stow_http_status(outcomes), media_type=DICOM_JSON)
+        response = Response(content=body, status_code=stow_http_status(outcomes), media_type=DICOM_JSON)
+        for warning in failure_warnings(outcomes):
+            response.headers.append("Warning", warning)
+        return response
 
     @router.post("/studies", response_class=Response)
     # Defaults, not Annotated[...]: with postponed annotations FastAPI cannot see the local ``auth``.

@@ -15,7 +15,7 @@
 - ``failed``/``dead`` are not final: an operator may requeue (``ctnode jobs retry``), back to
   ``queued`` (run the model again) or ``delivering`` (send the stored results again). Every such
   move is an audited transition with its reason.
-- ``queued``/``failed``/``dead → skipped``: an operator cancels the job (``worker.requeue.cancel``);
+- ``queued``/``failed``/``dead → skipped``: an operator cancels the job (``worker.node.requeue.cancel``);
   the reason says who and why. No separate "cancelled" state: like a skip, nothing runs and
   nothing is delivered; a queued message still on the broker finds the job unclaimable.
 - ``delivered``, ``skipped`` and ``superseded`` are final, except that a delivered job's results

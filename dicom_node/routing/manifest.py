@@ -19,8 +19,13 @@ Per series:
   median spacing of the sorted positions (logged; match reasons say "derived" when
   ``attributes`` has no ``SliceThickness``);
 * ``image_count`` counts frames (NumberOfFrames, default 1 per instance);
-* ``is_node_result`` is true when any instance is a result (:mod:`dicom_node.node_results`: a
-  derived SOP class, this node's Manufacturer, or a UID under this node's own UID root);
+* instances are classified one by one (:mod:`dicom_node.node_results`: a derived SOP class,
+  this node's Manufacturer, or a UID under this node's own UID root make a result). A series is
+  what its input instances are: those of its most common input SOP class. Result objects and
+  instances of another SOP class filed in it (a Secondary Capture inside a 60-slice CT series)
+  are **set aside**: left out of ``sop_instance_uids``, ``image_count`` and the first-instance
+  facts, listed in ``set_aside`` with the reason, and logged. ``is_node_result`` is true only for
+  a series with no input instance at all (a SEG series, our own results stored back);
 * ``attributes`` holds the first instance's top-level, non-sequence, non-binary attributes that
   have a keyword, as strings (several values joined with ``\\``), EXCEPT patient identifiers
   (:data:`dicom_node.phi.PHI_KEYWORDS`) and every person name (VR PN).
@@ -33,6 +38,7 @@ import logging
 import math
 import statistics
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +47,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.uid import UID
 
-from dicom_node.contracts import CompletionReason, SeriesManifest, StudyManifest, StudySource
+from dicom_node.contracts import (
+    CompletionReason,
+    SeriesManifest,
+    SetAsideInstance,
+    StudyManifest,
+    StudySource,
+)
 from dicom_node.errors import PermanentError
 from dicom_node.node_results import NodeIdentity, node_result_reason
 from dicom_node.phi import PHI_KEYWORDS
@@ -242,52 +255,109 @@ def _series_order(series: SeriesManifest) -> tuple[bool, int, str]:
 @dataclass(frozen=True)
 class _Instance:
     sop_instance_uid: str
+    sop_class_uid: str
     instance_number: int | None
     normal: tuple[float, float, float] | None
     position_mm: float | None  # along this instance's own normal
     frames: int
+    result_reason: str | None  # why it is a node result (dicom_node.node_results), or None
+
+
+class _Firsts:
+    """The current lowest instance by position and by InstanceNumber, with its whole header."""
+
+    def __init__(self) -> None:
+        self.by_position: tuple[tuple[float, int, str], Dataset] | None = None
+        self.by_number: tuple[tuple[bool, int, str], Dataset] | None = None
+
+    def offer(self, instance: _Instance, dataset: Dataset) -> None:
+        number_key = _number_key(instance)
+        if self.by_number is None or number_key < self.by_number[0]:
+            self.by_number = (number_key, dataset)
+        if instance.position_mm is not None:
+            position_key = (instance.position_mm, number_key[1], instance.sop_instance_uid)
+            if self.by_position is None or position_key < self.by_position[0]:
+                self.by_position = (position_key, dataset)
+
+    def merge(self, other: _Firsts) -> None:
+        for attribute in ("by_position", "by_number"):
+            mine, theirs = getattr(self, attribute), getattr(other, attribute)
+            if theirs is not None and (mine is None or theirs[0] < mine[0]):
+                setattr(self, attribute, theirs)
 
 
 class _SeriesBuilder:
-    """Facts of one series' instances; keeps whole headers only of the two candidate 'firsts'."""
+    """Facts of one series' instances, classified one by one (issue 12 item 9: a stray object
+    must not decide for the whole series). Whole headers are kept only of the candidate 'firsts'
+    of each (input or result, SOP class) group."""
 
     def __init__(self, series_instance_uid: str) -> None:
         self.series_instance_uid = series_instance_uid
         self.instances: list[_Instance] = []
-        self.node_result = False
-        # The first instance is the lowest by position or, in the fallback, by InstanceNumber:
-        # keep the header facts of the current best of each ordering.
-        self._first_by_position: tuple[tuple[float, int, str], Dataset] | None = None
-        self._first_by_number: tuple[tuple[bool, int, str], Dataset] | None = None
+        self._firsts: dict[tuple[bool, str], _Firsts] = {}
 
     def add(self, dataset: Dataset, *, uid_root: str, manufacturer: str) -> None:
-        instance = _instance_facts(dataset)
-        self.instances.append(instance)
-        self.node_result = self.node_result or is_node_result(
-            dataset, uid_root=uid_root, manufacturer=manufacturer
+        reason = node_result_reason(
+            sop_class_uid=str(dataset.get("SOPClassUID", "")),
+            series_instance_uid=str(dataset.get("SeriesInstanceUID", "")),
+            sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
+            manufacturer=_text(dataset, "Manufacturer"),
+            identity=NodeIdentity(uid_root=uid_root, manufacturer=manufacturer),
         )
-        number_key = _number_key(instance)
-        if self._first_by_number is None or number_key < self._first_by_number[0]:
-            self._first_by_number = (number_key, dataset)
-        if instance.position_mm is not None:
-            position_key = (instance.position_mm, number_key[1], instance.sop_instance_uid)
-            if self._first_by_position is None or position_key < self._first_by_position[0]:
-                self._first_by_position = (position_key, dataset)
+        instance = _instance_facts(dataset, result_reason=reason)
+        self.instances.append(instance)
+        group = (reason is None, instance.sop_class_uid)
+        self._firsts.setdefault(group, _Firsts()).offer(instance, dataset)
+
+    def _classify(self) -> tuple[list[_Instance], list[SetAsideInstance], bool, _Firsts]:
+        """(kept instances, set aside, is_node_result, firsts of the kept ones).
+
+        The series is what its input instances are: those of the most common input SOP class
+        (ties: the lower UID). Result objects and input instances of another class filed in it
+        are set aside. Only a series without any input instance is a node result, whole.
+        """
+        inputs = [i for i in self.instances if i.result_reason is None]
+        firsts = _Firsts()
+        if not inputs:
+            for group in self._firsts.values():
+                firsts.merge(group)
+            return list(self.instances), [], True, firsts
+        counts = Counter(i.sop_class_uid for i in inputs)
+        dominant = min(counts, key=lambda uid: (-counts[uid], uid))
+        firsts.merge(self._firsts[(True, dominant)])
+        kept = [i for i in inputs if i.sop_class_uid == dominant]
+        set_aside = [
+            SetAsideInstance(
+                sop_instance_uid=i.sop_instance_uid,
+                sop_class_uid=i.sop_class_uid,
+                reason=i.result_reason
+                or f"{_class_name(i.sop_class_uid)} in a series of {_class_name(dominant)}",
+            )
+            for i in self.instances
+            if i.result_reason is not None or i.sop_class_uid != dominant
+        ]
+        return kept, set_aside, False, firsts
 
     def finish(self) -> SeriesManifest:
-        by_position = self._positions_usable()
-        if by_position:
-            ordered = sorted(
-                self.instances,
-                key=lambda i: (i.position_mm, _number_key(i)[1], i.sop_instance_uid),
+        kept, set_aside, node_result, firsts = self._classify()
+        if set_aside:
+            logger.warning(
+                "series: %d of %d instances set aside (%s)",
+                len(set_aside),
+                len(self.instances),
+                "; ".join(sorted({item.reason for item in set_aside})),
+                extra={"series": self.series_instance_uid},
             )
-            assert self._first_by_position is not None
-            first = _Header.of(self._first_by_position[1])
+        by_position = _positions_usable(kept)
+        if by_position:
+            ordered = sorted(kept, key=lambda i: (i.position_mm, _number_key(i)[1], i.sop_instance_uid))
+            assert firsts.by_position is not None
+            first = _Header.of(firsts.by_position[1])
         else:
-            ordered = sorted(self.instances, key=_number_key)
-            assert self._first_by_number is not None
-            first = _Header.of(self._first_by_number[1])
-            if len(self.instances) > 1:
+            ordered = sorted(kept, key=_number_key)
+            assert firsts.by_number is not None
+            first = _Header.of(firsts.by_number[1])
+            if len(kept) > 1:
                 logger.debug(
                     "series sorted by InstanceNumber (no usable positions)",
                     extra={"series": self.series_instance_uid},
@@ -308,19 +378,26 @@ class _SeriesBuilder:
             series_description=first.series_description,
             body_part_examined=first.body_part_examined,
             slice_thickness_mm=thickness,
-            image_count=sum(i.frames for i in self.instances),
+            image_count=sum(i.frames for i in kept),
             sop_instance_uids=tuple(i.sop_instance_uid for i in ordered),
-            is_node_result=self.node_result,
+            is_node_result=node_result,
+            set_aside=tuple(sorted(set_aside, key=lambda item: item.sop_instance_uid)),
             attributes=first.attributes,
         )
 
-    def _positions_usable(self) -> bool:
-        normals = [i.normal for i in self.instances]
-        if any(n is None or i.position_mm is None for n, i in zip(normals, self.instances, strict=True)):
-            return False
-        reference = normals[0]
-        assert reference is not None
-        return all(n is not None and _dot(n, reference) >= _PARALLEL_COSINE for n in normals)
+
+def _positions_usable(instances: list[_Instance]) -> bool:
+    normals = [i.normal for i in instances]
+    if any(n is None or i.position_mm is None for n, i in zip(normals, instances, strict=True)):
+        return False
+    reference = normals[0]
+    assert reference is not None
+    return all(n is not None and _dot(n, reference) >= _PARALLEL_COSINE for n in normals)
+
+
+def _class_name(sop_class_uid: str) -> str:
+    name = UID(sop_class_uid).name if sop_class_uid else ""
+    return name if name and name != sop_class_uid else f"SOP class {sop_class_uid or '(none)'}"
 
 
 def _number_key(instance: _Instance) -> tuple[bool, int, str]:
@@ -387,15 +464,17 @@ def _value_text(value: object) -> str | None:
     return str(value).strip()
 
 
-def _instance_facts(dataset: Dataset) -> _Instance:
+def _instance_facts(dataset: Dataset, *, result_reason: str | None) -> _Instance:
     normal = _normal(dataset)
     position = _position(dataset)
     return _Instance(
         sop_instance_uid=str(dataset.SOPInstanceUID),
+        sop_class_uid=_text(dataset, "SOPClassUID"),
         instance_number=_integer(dataset, "InstanceNumber"),
         normal=normal,
         position_mm=_dot(position, normal) if position is not None and normal is not None else None,
         frames=max(_integer(dataset, "NumberOfFrames") or 1, 1),
+        result_reason=result_reason,
     )
 
 

@@ -53,6 +53,7 @@ def plan_jobs(
                 study_instance_uid=manifest.study_instance_uid,
                 series_instance_uids=(series_uid,),
                 sop_set_digest=digest,
+                sop_instance_uids=series.sop_instance_uids,
                 pipeline=match.pipeline,
                 model_version=model_version,
                 ruleset_digest=ruleset_digest,

@@ -91,7 +91,7 @@ def transport_options(
     scheme = broker_url.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss", "redis+socket", "sentinel"):
         return {
-            # Same as the workers' (worker.celery_app): Redis redelivers after it.
+            # Same as the workers' (worker.tasks.app): Redis redelivers after it.
             "visibility_timeout": visibility_timeout_s,
             "socket_connect_timeout": connect_timeout_s,
             "socket_timeout": max(5.0, connect_timeout_s),

@@ -2,7 +2,7 @@
 DCMTK storescp (the "PACS"), on both brokers, with the faults the issue names.
 
 What each test proves is in its docstring; the pipeline is the classical ``ct-anatomy-basic`` on a
-synthetic study whose truth is known (``worker.synth_study``), so Dice is measured on the SEG the
+synthetic study whose truth is known (``worker.demo.synth_study``), so Dice is measured on the SEG the
 PACS received, not on the worker's memory.
 """
 
@@ -22,7 +22,7 @@ from tests.support.dcmtk import dciodvfy_errors, storescp
 from tests.support.node import NodeHarness
 from tests.support.processes import free_port
 from tests.support.redis import redis_server
-from worker.synth_study import SyntheticStudy, make_synthetic_study
+from worker.demo.synth_study import SyntheticStudy, make_synthetic_study
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from tests.support.dcmtk import dciodvfy_errors, require
 from tests.support.node import NodeHarness
 from tests.support.orthanc import orthanc_with_plugin
 from tests.support.redis import redis_server
-from worker.synth_study import make_synthetic_study
+from worker.demo.synth_study import make_synthetic_study
 
 pytestmark = pytest.mark.e2e
 

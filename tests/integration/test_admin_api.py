@@ -32,8 +32,8 @@ from worker.admin.app import create_app
 from worker.admin.auth import TokenAuth
 from worker.admin.broker import inspect_broker, pending_task_ids
 from worker.admin.server import AdminServer
-from worker.celery_app import make_celery
 from worker.context import WorkerContext
+from worker.tasks.app import make_celery
 
 pytestmark = pytest.mark.integration
 

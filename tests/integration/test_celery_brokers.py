@@ -1,7 +1,7 @@
 """Celery on both brokers with a real worker process: round trip, and kill -9 mid-task.
 
 The worker is ``python <script>`` running ``app.worker_main`` (``--pool=solo``) on the app that
-``worker.celery_app.make_celery`` builds. Its test tasks: ``ctnode_test.echo`` and a stand-in for
+``worker.tasks.app.make_celery`` builds. Its test tasks: ``ctnode_test.echo`` and a stand-in for
 ``worker.tasks.run_pipeline`` that claims the job in a real job store, sleeps, and records a result:
 the same claim → work → record shape as the real task, so redelivery is checked end to end.
 """
@@ -29,7 +29,7 @@ from dicom_node.settings import Settings, load_settings
 from tests.support.processes import ManagedProcess, wait_until
 from tests.support.redis import redis_server
 from tests.unit.dicom_node.jobs.builders import make_job
-from worker.celery_app import make_celery
+from worker.tasks.app import make_celery
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from dicom_node.contracts import ResultBundle
 from dicom_node.jobs import JobStore
 from dicom_node.settings import load_settings
-from worker.celery_app import make_celery
+from worker.tasks.app import make_celery
 
 settings = load_settings(os.environ["CTNODE_CONFIG"])
 app = make_celery(settings, include=[])

@@ -19,7 +19,7 @@ from tests.support.orthanc import orthanc
 from tests.support.processes import free_port
 from tests.unit.dicom_node.delivery.objects import LABELMAP_SEG, make_result_bundle, write_object
 from tests.unit.dicom_node.jobs.builders import make_job
-from worker.retry import RetryAction, RetryPolicy
+from worker.tasks.outcomes import RetryAction, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -31,6 +31,7 @@ from pydicom.uid import (
 from pynetdicom import AE, _config
 
 from dicom_node.constants import (
+    COMPREHENSIVE_3D_SR_STORAGE,
     CT_IMAGE_STORAGE,
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
@@ -129,6 +130,31 @@ def storescu(
     """DCMTK storescu, verbose so each response is in its log (it exits 0 on failed stores)."""
     argv = [require("storescu"), "-v", "-nh", "-aet", calling, "-aec", called, *extra, "127.0.0.1", str(port)]
     return subprocess.run([*argv, *map(str, files)], capture_output=True, text=True, timeout=180)
+
+
+def pyscu_responses(
+    port: int, files: Sequence[Path], *, calling: str = "PYSCU", **assoc_kwargs: Any
+) -> list[tuple[int, str]]:
+    """Like :func:`pyscu_statuses`, with each response's ErrorComment (0000,0902)."""
+    ae = AE(ae_title=calling)
+    for path in files:
+        meta = dcmread(path, stop_before_pixels=True, force=True).file_meta
+        ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE, **assoc_kwargs)
+        assert assoc.is_established, "association not established"
+        try:
+            answers = []
+            for path in files:
+                response = assoc.send_c_store(path)
+                answers.append((int(response.Status), str(response.get("ErrorComment", ""))))
+            return answers
+        finally:
+            assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
 
 
 def store_successes(result: subprocess.CompletedProcess[str]) -> int:
@@ -397,6 +423,48 @@ def test_malformed_inputs_get_failure_statuses_and_the_node_keeps_serving(
     assert list((node.staging / ".incoming").iterdir()) == []
     node.wait_for_associations(2)
     assert node.summaries[0].failed == len(cases) and node.summaries[0].stored == 1
+
+
+def test_refusals_of_issue_12_item_10_carry_status_and_reason(
+    node: Node, ct20: list[Path], tmp_path: Path
+) -> None:
+    good = ct20[2]
+    cases = {
+        "BitsStored > BitsAllocated": (
+            _modified(tmp_path / "bits.dcm", good, BitsStored=20),
+            0xC005,
+            "BitsStored 20 with BitsAllocated 16",
+        ),
+        "PixelRepresentation 7": (
+            _modified(tmp_path / "pr.dcm", good, PixelRepresentation=7),
+            0xC005,
+            "PixelRepresentation 7",
+        ),
+        "SamplesPerPixel 1 with RGB": (
+            _modified(tmp_path / "rgb.dcm", good, PhotometricInterpretation="RGB"),
+            0xC005,
+            "RGB needs SamplesPerPixel 3",
+        ),
+        "native pixel data of the wrong length": (
+            _modified(tmp_path / "len.dcm", good, PixelData=dcmread(good).PixelData + b"\0\0"),
+            0xC004,
+            "pixel data longer than the image",
+        ),
+    }
+    # CT pixels under an SR SOP class (negotiated as SR, File Meta says SR)
+    ct_as_sr = dcmread(good)
+    ct_as_sr.SOPClassUID = ct_as_sr.file_meta.MediaStorageSOPClassUID = COMPREHENSIVE_3D_SR_STORAGE
+    ct_as_sr.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    cases["CT pixels under an SR SOP class"] = (
+        tmp_path / "sr.dcm",
+        0xA900,
+        "Pixel Data in a SOP class without pixels",
+    )
+    answers = pyscu_responses(node.port, [path for path, _, _ in cases.values()] + [good])
+    for (name, (_, status, reason)), (got_status, comment) in zip(cases.items(), answers, strict=False):
+        assert (got_status, reason in comment) == (status, True), f"{name}: 0x{got_status:04X} {comment!r}"
+    assert answers[-1] == (0x0000, "")
+    assert {p.stem for p in node.staged_files()} == {str(dcmread(good).SOPInstanceUID)}
 
 
 def test_duplicate_resend_makes_no_new_work(node: Node, ct20: list[Path]) -> None:

@@ -41,8 +41,8 @@ from worker.admin.broker import BrokerUnavailable, inspect_broker, ping_workers
 from worker.admin.metrics import StoreMetrics
 from worker.admin.rules_api import DraftRules, ReplayRequest, RulesWatch, replay_draft, validate_draft
 from worker.context import WorkerContext
+from worker.node.requeue import RequeueRefused, cancel, requeue
 from worker.pipeline_choice import readiness_detail
-from worker.requeue import RequeueRefused, cancel, requeue
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +354,10 @@ def create_app(
         if dest is None:
             known = ", ".join(sorted(settings.destinations)) or "none configured"
             raise HTTPException(404, f"no destination {name!r} (known: {known})")
-        result = open_destination(name, dest, calling_ae_title=settings.dicom.ae_title).health()
+        destination = open_destination(
+            name, dest, calling_ae_title=settings.dicom.ae_title, environ=ctx.environ
+        )
+        result = destination.health()
         logger.info("echo %s by %s: %s", name, who.role, "ok" if result.ok else "failed")
         return {
             "destination": name,

@@ -7,7 +7,7 @@ Read straight from the broker's storage, the same way on every process and machi
   acknowledged sit in the ``unacked`` hash until acked or restored. Depth = LLEN of the lists.
 - **SQLite** (kombu's SQLAlchemy transport, the embedded default): ``kombu_message`` rows with
   ``visible = 1`` are waiting; a fetched message becomes invisible and is never made visible again
-  (see ``worker.celery_app``).
+  (see ``worker.tasks.app``).
 
 The sweeper uses :func:`pending_task_ids` to tell a QUEUED job whose message is still waiting
 (a long queue) from one whose message was lost (a worker killed -9 on the SQLite broker).
@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from dicom_node.constants import QUEUES
-from worker.celery_app import SQLITE_BROKER_TRANSPORT, broker_connection_params
+from worker.tasks.app import SQLITE_BROKER_TRANSPORT, broker_connection_params
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from dicom_node.settings import Settings
 from worker.admin.app import create_app
-from worker.celery_app import make_celery
 from worker.context import WorkerContext
+from worker.tasks.app import make_celery
 
 
 def openapi_document() -> dict[str, Any]:

@@ -136,10 +136,10 @@ def demo(
     from dicom_node.phi import configure_logging
     from dicom_node.results.preview import render_preview
     from dicom_node.settings import load_settings
-    from worker.demo_peers import DemoPACS, send_study
-    from worker.service import NodeService
+    from worker.demo.peers import DemoPACS, send_study
+    from worker.demo.synth_study import make_synthetic_study
+    from worker.node.service import NodeService
     from worker.steps.compute import ANALYSIS_FILE, LABELMAP_FILE
-    from worker.synth_study import make_synthetic_study
 
     out = out_dir.resolve()
     for stale in ("var", "pacs", "study"):

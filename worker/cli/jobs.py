@@ -9,7 +9,7 @@
 
 Settings come from ``--config`` (on the group or a subcommand) or ``$CTNODE_CONFIG``.
 
-``retry`` is :func:`worker.requeue.requeue` (shared with the admin API): it resets the job's state
+``retry`` is :func:`worker.node.requeue.requeue` (shared with the admin API): it resets the job's state
 with an audited reason, then sends the Celery task by *name*. It requeues FAILED and DEAD jobs,
 and a RUNNING job whose worker is gone (no change for longer than the task's hard time limit).
 """
@@ -229,8 +229,8 @@ def retry(
 ) -> None:
     """Requeue a failed, dead or abandoned (stale running) job."""
     from dicom_node.constants import TASK_DELIVER
-    from worker.celery_app import make_celery
-    from worker.requeue import requeue
+    from worker.node.requeue import requeue
+    from worker.tasks.app import make_celery
 
     settings = _settings(ctx, config_path)
     with _store(settings) as store:

@@ -23,7 +23,7 @@ from worker.cli.common import config_option, settings_or_exit
 )
 def serve(config_path: str | None, port: int | None, api_port: int | None, with_worker: bool | None) -> None:
     """Receive CT studies (C-STORE, STOW-RS), decide when each is complete, queue its routing."""
-    from worker.service import NodeService
+    from worker.node.service import NodeService
 
     settings = settings_or_exit(config_path)
     embedded = settings.queue.in_process_worker if with_worker is None else with_worker

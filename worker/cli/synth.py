@@ -1,6 +1,6 @@
 """``ctnode synth-study OUT_DIR``: a synthetic CT study (DICOM series + truth + report) on disk.
 
-The work is :func:`worker.synth_study.make_synthetic_study`; this is only its command line. The
+The work is :func:`worker.demo.synth_study.make_synthetic_study`; this is only its command line. The
 output never names the patient (even a synthetic one): UIDs, counts and paths only.
 """
 
@@ -70,7 +70,7 @@ def synth_study(
     uid_root: str,
 ) -> None:
     """Write a synthetic CT study to OUT_DIR: dicom/*.dcm, truth.npz, report.txt, study.json."""
-    from worker.synth_study import make_synthetic_study
+    from worker.demo.synth_study import make_synthetic_study
 
     if (out_dir / "dicom").exists() and any((out_dir / "dicom").iterdir()):
         raise click.ClickException(f"{out_dir / 'dicom'} is not empty: choose a new OUT_DIR")

@@ -25,14 +25,14 @@ def worker(
 ) -> None:
     """Run the node's tasks. Prefork pool: each child keeps its pipeline (and model) loaded between
     jobs, and Celery's hard time limit can kill a stuck child."""
-    from worker import tasks
-    from worker.celery_app import make_celery
+    from worker.tasks.app import make_celery
+    from worker.tasks.runtime import WorkerRuntime
+    from worker.tasks.shells import recover_orphans, register
 
     settings = settings_or_exit(config_path)
     unknown = [q for q in queues.split(",") if q and q not in QUEUES]
     if unknown:
         raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
-    tasks.configure(settings)
     from worker.context import use_model_directory
     from worker.pipeline_choice import problems_for_settings
 
@@ -40,9 +40,10 @@ def worker(
     for problem in problems_for_settings(settings):  # loud at start: weights not installed
         level = "warning" if problem.fallback else "ERROR"
         click.echo(f"ctnode worker: {level}: {problem}", err=True)
-    app = make_celery(settings, include=[])
-    tasks.register(app)
-    recovered = tasks.recover_orphans(app)
+    app = make_celery(settings)
+    runtime = WorkerRuntime(settings)
+    register(app, runtime)
+    recovered = recover_orphans(app, runtime.context())
     if recovered:
         click.echo(f"ctnode worker: requeued {len(recovered)} job(s) left running by a dead worker")
     argv = [

@@ -22,14 +22,15 @@ import numpy as np
 from dicom_node.contracts import AnalysisResult, Job, JobState, ResultBundle
 from dicom_node.errors import PermanentError
 from dicom_node.imaging.reader import LoadedSeries, load_series
+from dicom_node.ingest.orthanc_source import credentials_from_env
 from dicom_node.result_kinds import DEFAULT_OBJECTS
 from dicom_node.results.bundle import encode_results
 from dicom_node.settings import Settings
 from inference.contracts import ModelOutputs, Request, VolumeInput, parse_prompt
 from inference.registry import get_pipeline, info
 from inference.vocabulary import STRUCTURES
-from worker.adapter import to_analysis
 from worker.context import WorkerContext, claimant_is_dead
+from worker.steps.adapter import to_analysis
 from worker.steps.sources import local_study_dir, series_files
 
 logger = logging.getLogger(__name__)
@@ -119,8 +120,13 @@ def run_job(ctx: WorkerContext, job: Job) -> ComputeOutcome:
         return ComputeOutcome(job.job_id, False, record.state, record.result_bundle)
     timings: dict[str, float] = {}
     with _timed(timings, "fetch"):
-        study_dir = local_study_dir(ctx.settings, job.source, job.study_instance_uid)
-        files = series_files(study_dir, job.series_instance_uids[0])
+        study_dir = local_study_dir(
+            ctx.settings,
+            job.source,
+            job.study_instance_uid,
+            orthanc_auth=credentials_from_env(ctx.environ),
+        )
+        files = series_files(study_dir, job.series_instance_uids[0], job.sop_instance_uids)
     with _timed(timings, "load"):
         series = load_series(files)
     pipeline = get_pipeline(job.pipeline, **pipeline_options(ctx, job.pipeline))

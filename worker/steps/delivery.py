@@ -70,6 +70,7 @@ def deliver_to(
             calling_ae_title=ctx.settings.dicom.ae_title,
             already_delivered=store.delivered_uids(job_id, destination),
             attempt=attempt,
+            environ=ctx.environ,
         )
     except DeliveryIncomplete as exc:
         store.record_delivery(exc.report, state=DeliveryState.RETRYING, error=str(exc))

@@ -57,7 +57,7 @@ def study_manifest(ctx: WorkerContext, stable: StudyStable) -> StudyManifest:
         # Headers only: a study that matches no rule never has its pixels fetched.
         if source.orthanc_study_id is None:
             raise PermanentError("Orthanc source without a study id")
-        with OrthancSource.for_source(source, auth=credentials_from_env()) as orthanc:
+        with OrthancSource.for_source(source, auth=credentials_from_env(ctx.environ)) as orthanc:
             headers = orthanc.fetch_headers(source.orthanc_study_id)
         return build(build_manifest_from_headers, headers)
     if source.staging_path is None:

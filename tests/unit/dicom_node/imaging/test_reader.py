@@ -9,7 +9,9 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -315,3 +317,64 @@ def test_single_slice_uses_the_slice_thickness(tmp_path: Path) -> None:
     affine = axial_head_first()
     loaded = load_series(write_case(tmp_path, hu, affine))
     np.testing.assert_allclose(loaded.affine_lps, affine, atol=1e-6)
+
+
+def _set_everywhere(paths: list[Path], **attributes: object) -> None:
+    """Write raw values (also ones pydicom would refuse to assign: NaN, 1e6) into every file."""
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword, value in attributes.items():
+            tag = pydicom.datadict.tag_for_keyword(keyword)
+            raw = str(value).encode("ascii")
+            raw += b" " * (len(raw) % 2)
+            vr = pydicom.datadict.dictionary_VR(tag)
+            # A raw element is written as it is: pydicom does not validate it on the way out.
+            ds[tag] = RawDataElement(BaseTag(tag), vr, len(raw), raw, 0, False, True)
+        ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ({"RescaleSlope": "NaN"}, "not finite"),
+        ({"RescaleIntercept": "inf"}, "not finite"),
+        ({"RescaleSlope": "0"}, "RescaleSlope 0 is not a CT rescale"),
+        ({"RescaleSlope": "-1"}, "RescaleSlope -1 is not a CT rescale"),
+        ({"RescaleSlope": "two"}, "is not a number"),
+        ({"PixelSpacing": "0\\0"}, "PixelSpacing 0 mm is implausible"),
+        ({"PixelSpacing": "1e6\\1e6"}, "PixelSpacing 1e\\+06 mm is implausible"),
+        ({"PixelSpacing": "-0.7\\0.7"}, "PixelSpacing -0.7 mm is implausible"),
+        ({"PixelSpacing": "15\\15"}, "field of view of 240 mm|field of view"),
+        ({"ImageOrientationPatient": "0\\0\\0\\0\\0\\0"}, "not two orthogonal unit vectors"),
+        ({"ImageOrientationPatient": "1\\0\\0\\1\\0\\0"}, "not two orthogonal unit vectors"),
+        ({"ImageOrientationPatient": "2\\0\\0\\0\\1\\0"}, "not two orthogonal unit vectors"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_values_no_ct_scanner_writes_are_refused_with_the_attribute(
+    tmp_path: Path, attributes: dict[str, str], reason: str
+) -> None:
+    """Issue 12 item 6: implausible geometry and rescale fail the job before inference."""
+    paths = write_case(tmp_path / "ct", phantom_hu((4, 16, 16)), axial_head_first())
+    _set_everywhere(paths, **attributes)
+    if reason.startswith("field of view"):
+        with pytest.raises(PermanentError, match="field of view"):
+            # 16 columns × 15 mm = 240 mm is fine; a 512 matrix at 15 mm (7680 mm) is not.
+            paths_512 = write_case(tmp_path / "big", phantom_hu((2, 512, 512)), axial_head_first())
+            _set_everywhere(paths_512, PixelSpacing="15\\15")
+            load_series(paths_512)
+        return
+    with pytest.raises(PermanentError, match=reason):
+        load_series(paths)
+
+
+def test_implausible_slice_steps_and_lengths_are_refused(tmp_path: Path) -> None:
+    hu = phantom_hu((3, 8, 8))
+    tight = axial_head_first()
+    tight[:3, 0] = (0, 0, 0.03)  # 0.03 mm between slices
+    with pytest.raises(PermanentError, match=r"slice step 0\.03 mm"):
+        load_series(write_case(tmp_path / "tight", hu, tight))
+    far = axial_head_first()
+    far[:3, 0] = (0, 0, 2000.0)
+    with pytest.raises(PermanentError, match="slice step 2000 mm"):
+        load_series(write_case(tmp_path / "far", hu, far))

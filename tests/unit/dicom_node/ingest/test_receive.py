@@ -155,3 +155,44 @@ def test_file_meta_encoding_reads_back_with_pydicom(origin: Origin) -> None:
     if origin.peer_address:
         assert origin.peer_address in str(meta.SendingPresentationAddress)
     assert len(head) % 2 == 0
+
+
+# -- data sets streamed to a file (C-STORE through pynetdicom's temporary file, spilled STOW parts)
+
+
+@pytest.mark.parametrize("ts", [None, DeflatedExplicitVRLittleEndian, JPEGLSLossless])
+def test_receive_file_stages_what_receive_would(
+    tmp_path: Path, ct_file: Callable[..., Path], ts: str | None
+) -> None:
+    source = ct_file(ts) if ts else ct_file()
+    by_bytes = InstanceReceiver(
+        Staging(tmp_path / "a", min_free_bytes=0), limits=ImageLimits(), uid_root="1.2.9.", clock=lambda: NOW
+    )
+    by_file = InstanceReceiver(
+        Staging(tmp_path / "b", min_free_bytes=0), limits=ImageLimits(), uid_root="1.2.9.", clock=lambda: NOW
+    )
+    expected = receive(by_bytes, source)
+    stored = by_file.receive_part10_file(source, origin=ORIGIN)
+    assert Path(stored.path).read_bytes() == Path(expected.path).read_bytes()
+    assert stored.model_dump(exclude={"path"}) == expected.model_dump(exclude={"path"})
+    assert source.exists()  # the caller's file is left to its owner
+    assert list((tmp_path / "b" / ".incoming").iterdir()) == []
+
+
+def test_receive_file_refusals_leave_nothing_behind(
+    receiver: InstanceReceiver, ct_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    source = ct_file()
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(source.read_bytes()[:-100])
+    with pytest.raises(CannotUnderstand) as info:
+        receiver.receive_part10_file(truncated, origin=ORIGIN)
+    assert info.value.status == 0xC001
+    assert info.value.__traceback__ is not None
+    small = InstanceReceiver(receiver.staging, limits=ImageLimits(max_instance_bytes=1000), uid_root="1.2.9.")
+    with pytest.raises(IngestError) as too_big:
+        small.receive_part10_file(source, origin=ORIGIN)
+    assert too_big.value.status == 0xA701
+    assert list(receiver.staging.root.rglob("*.dcm")) == []
+    assert list(receiver.staging.incoming.iterdir()) == []
+    truncated.unlink()  # not held open by a leftover memory map

@@ -150,3 +150,35 @@ def test_unreadable_staged_file_reads_back_as_none(tmp_path: Path) -> None:
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"not dicom")
     assert read_staged_instance(bad, uid_root="1.2.3.") is None
+
+
+def test_store_copy_writes_head_then_the_range_of_the_source(tmp_path: Path) -> None:
+    staging = Staging(tmp_path / "staging", min_free_bytes=0)
+    source = tmp_path / "source.bin"
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    source.write_bytes(b"JUNK" * 10 + payload)
+    uids = {"study_instance_uid": "1.2.3", "series_instance_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
+    with open(source, "rb") as f:
+        final, duplicate = staging.store_copy(b"HEAD", f, offset=40, length=len(payload), **uids)
+    assert not duplicate and final.read_bytes() == b"HEAD" + payload
+    with open(source, "rb") as f:
+        again, duplicate = staging.store_copy(b"OTHER", f, offset=0, length=10, **uids)
+    assert duplicate and again == final and final.read_bytes() == b"HEAD" + payload
+    assert list(staging.incoming.iterdir()) == []
+
+
+def test_store_copy_of_a_source_shorter_than_announced_is_refused(tmp_path: Path) -> None:
+    staging = Staging(tmp_path / "staging", min_free_bytes=0)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 100)
+    with open(source, "rb") as f, pytest.raises(OutOfResources):
+        staging.store_copy(
+            b"H",
+            f,
+            offset=0,
+            length=200,
+            study_instance_uid="1.2",
+            series_instance_uid="1.2.3",
+            sop_instance_uid="1.2.3.4",
+        )
+    assert list(staging.incoming.iterdir()) == [] and not (staging.root / "1.2").exists()

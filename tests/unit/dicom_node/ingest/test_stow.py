@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import random
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
+from dicom_node.constants import COMPREHENSIVE_3D_SR_STORAGE
 from dicom_node.contracts import InstanceStored
 from dicom_node.ingest.receive import InstanceReceiver
 from dicom_node.ingest.staging import Staging
@@ -20,7 +23,6 @@ from dicom_node.ingest.stow import (
     FAILURE_NOT_MATCHING,
     MultipartError,
     MultipartRelatedParser,
-    PartTooLarge,
     StowOutcome,
     StowRequestSummary,
     make_bearer_auth,
@@ -29,7 +31,12 @@ from dicom_node.ingest.stow import (
     stow_http_status,
     stow_response_dataset,
 )
-from dicom_node.ingest.validation import STATUS_TRUNCATED, ImageLimits
+from dicom_node.ingest.validation import (
+    STATUS_INCONSISTENT_PIXELS,
+    STATUS_NOT_THIS_SOP_CLASS,
+    STATUS_TRUNCATED,
+    ImageLimits,
+)
 from tests.support.ct_series import make_ct_series
 
 BOUNDARY = "b0undary-1234"
@@ -102,11 +109,42 @@ def test_parser_rejects_malformed(message: bytes) -> None:
         parse_all(message, [5])
 
 
-def test_parser_part_size_limit() -> None:
-    message = multipart([({}, b"x" * 100)])
+def test_parser_part_size_limit_drops_the_part_and_goes_on() -> None:
+    message = multipart([({}, b"x" * 100), ({}, b"y" * 10)])
     assert parse_all(message, [7], max_part_bytes=100)[0][1] == b"x" * 100
-    with pytest.raises(PartTooLarge):
-        parse_all(message, [7], max_part_bytes=99)
+    parser = MultipartRelatedParser(BOUNDARY, max_part_bytes=99)
+    big, small = list(parser.feed(message))
+    parser.close()
+    assert (big.oversized, big.size, big.body, big.head) == (True, 100, b"", b"x" * 100)
+    assert (small.oversized, small.body) == (False, b"y" * 10)
+
+
+@pytest.mark.parametrize("chunks", [[3], [1000], [10_000_000]])
+def test_parser_spills_large_parts_to_a_file(tmp_path: Path, chunks: list[int]) -> None:
+    spool = iter(tmp_path / f"spill-{i}" for i in range(10))
+    large = bytes(random.Random(1).randrange(256) for _ in range(5000))
+    parser = MultipartRelatedParser(BOUNDARY, spool=lambda: next(spool), spill_bytes=1000)
+    message = multipart([({}, large), ({}, b"small")])
+    parts = []
+    for position in range(0, len(message), chunks[0]):
+        parts += list(parser.feed(message[position : position + chunks[0]]))
+    parser.close()
+    spilled, small = parts
+    assert spilled.body == b"" and spilled.path == tmp_path / "spill-0" and spilled.size == 5000
+    assert spilled.path.read_bytes() == large and spilled.head == large
+    assert small.path is None and small.body == b"small"
+    spilled.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parser_removes_a_half_spilled_part_when_the_body_breaks_off(tmp_path: Path) -> None:
+    parser = MultipartRelatedParser(BOUNDARY, spool=lambda: tmp_path / "spill", spill_bytes=10)
+    message = multipart([({}, b"z" * 500)])
+    assert list(parser.feed(message[:300])) == []
+    assert (tmp_path / "spill").exists()
+    with pytest.raises(MultipartError):
+        parser.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_content_type_parameters() -> None:
@@ -276,3 +314,100 @@ def test_response_is_valid_dicom_json(tmp_path: Path) -> None:
 
     ds = Dataset.from_json(json.loads(response.content))  # type: ignore[attr-defined]
     assert ds.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == dcmread(files[0]).SOPInstanceUID
+
+
+def _part10(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_stow_refuses_what_c_store_refuses_with_the_reason_per_instance(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    good, bits, sr = make_ct_series(tmp_path / "ct", n_slices=3, rows=32, cols=32)
+    too_many_bits = dcmread(bits)
+    too_many_bits.BitsStored = 20
+    ct_as_sr = dcmread(sr)
+    ct_as_sr.SOPClassUID = ct_as_sr.file_meta.MediaStorageSOPClassUID = COMPREHENSIVE_3D_SR_STORAGE
+    parts = [*dicom_parts([good])]
+    parts += [({"Content-Type": "application/dicom"}, _part10(ds)) for ds in (too_many_bits, ct_as_sr)]
+    response = node.post(multipart(parts))
+    assert response.status_code == 202  # type: ignore[attr-defined]
+    failed = {
+        item["00081155"]["Value"][0]: item["00081197"]["Value"][0]
+        for item in response.json()["00081198"]["Value"]  # type: ignore[attr-defined]
+    }
+    assert failed == {
+        str(too_many_bits.SOPInstanceUID): STATUS_INCONSISTENT_PIXELS,
+        str(ct_as_sr.SOPInstanceUID): STATUS_NOT_THIS_SOP_CLASS,
+    }
+    warnings = response.headers.get_list("warning")  # type: ignore[attr-defined]
+    assert warnings == [
+        f'299 ctnode "{too_many_bits.SOPInstanceUID}: 0xC005 BitsStored 20 with BitsAllocated 16"',
+        f'299 ctnode "{ct_as_sr.SOPInstanceUID}: 0xA900 Pixel Data in a SOP class without pixels"',
+    ]
+    assert [i.sop_instance_uid for i in node.instances] == [str(dcmread(good).SOPInstanceUID)]
+
+
+def test_a_large_instance_is_spooled_to_staging_not_memory_and_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.multiframe import write_multiframe_ct
+
+    node = Node(tmp_path)
+    source = write_multiframe_ct(tmp_path / "mf.dcm", frames=40, rows=256, columns=256)  # 5 MiB
+    from_files: list[Path] = []
+    by_file = node.receiver.receive_part10_file
+
+    def spy(path: Path, **kwargs: object) -> InstanceStored:
+        from_files.append(path)
+        assert path.parent == node.staging.incoming and path.stat().st_size == source.stat().st_size
+        return by_file(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(node.receiver, "receive_part10_file", spy)
+    app = FastAPI()
+    app.include_router(
+        make_stow_router(
+            receiver=node.receiver,
+            on_instance=node.instances.append,
+            on_request_complete=node.requests.append,
+            auth=make_bearer_auth(lambda: ["good-token"]),
+            spill_bytes=2**20,
+        )
+    )
+    node.client = TestClient(app)
+    response = node.post(multipart(dicom_parts([source])))
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    [stored] = node.instances
+    assert dcmread(stored.path).PixelData == dcmread(source).PixelData
+    assert len(from_files) == 1 and not from_files[0].exists()  # spooled, staged, then removed
+    assert list(node.staging.incoming.iterdir()) == []
+
+
+def test_an_instance_over_max_instance_bytes_fails_with_a701_and_the_others_are_stored(
+    tmp_path: Path,
+) -> None:
+    from tests.support.multiframe import write_multiframe_ct
+
+    node = Node(tmp_path)
+    node.receiver.limits = ImageLimits(max_instance_bytes=2**20)
+    app = FastAPI()
+    app.include_router(
+        make_stow_router(
+            receiver=node.receiver,
+            on_instance=node.instances.append,
+            on_request_complete=node.requests.append,
+            auth=make_bearer_auth(lambda: ["good-token"]),
+        )
+    )
+    node.client = TestClient(app)
+    big = write_multiframe_ct(tmp_path / "big.dcm", frames=24, rows=256, columns=256)  # 3 MiB
+    [small] = make_ct_series(tmp_path / "ct", n_slices=1, rows=32, cols=32)
+    response = node.post(multipart(dicom_parts([big, small])))
+    assert response.status_code == 202  # type: ignore[attr-defined]
+    [failed] = response.json()["00081198"]["Value"]  # type: ignore[attr-defined]
+    assert failed["00081155"]["Value"] == [str(dcmread(big, stop_before_pixels=True).SOPInstanceUID)]
+    assert failed["00081197"]["Value"] == [0xA701]
+    assert "exceeds max_instance_bytes" in response.headers["warning"]  # type: ignore[attr-defined]
+    assert [i.sop_instance_uid for i in node.instances] == [str(dcmread(small).SOPInstanceUID)]
+    assert list(node.staging.incoming.iterdir()) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from dicom_node.contracts import CompletionReason, StudyManifest, StudySource
 from dicom_node.errors import PermanentError
@@ -251,3 +252,105 @@ def test_from_headers_matches_from_files(tmp_path: Path) -> None:
     assert from_memory == from_files
     # series ordered by SeriesNumber
     assert [s.series_number for s in from_files.series] == [1, 2]
+
+
+# -- issue 12 item 9: one stray object must not decide for a whole series -----------------------
+
+SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def _ct_series_with(tmp_path: Path, *strays: Dataset, slices: int = 60) -> tuple[str, list[str]]:
+    series = SOURCE_ROOT + "40"
+    sops = write_axial_series(
+        tmp_path / "ct", study=STUDY, series=series, z_positions_mm=[i * 2.5 for i in range(slices)]
+    )
+    for index, stray in enumerate(strays):
+        write(stray, tmp_path / "ct" / f"stray{index}.dcm")
+    return series, sops
+
+
+def test_a_secondary_capture_inside_a_ct_series_is_set_aside_not_the_series(tmp_path: Path) -> None:
+    """The issue's case: a Secondary Capture filed in a 60-slice CT series."""
+    sc = ct_header(
+        study=STUDY,
+        series=SOURCE_ROOT + "40",
+        sop=SOURCE_ROOT + "40.999",
+        sop_class=SC_STORAGE,
+        modality="OT",
+        position=None,
+        orientation=None,
+        instance_number=0,
+    )
+    series_uid, sops = _ct_series_with(tmp_path, sc)
+    [series] = _build(tmp_path).series
+    assert series.series_instance_uid == series_uid
+    assert series.is_node_result is False
+    assert series.sop_instance_uids == tuple(sops)  # slice order, the SC not among them
+    assert series.image_count == 60 and series.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"
+    assert series.modality == "CT"  # first-instance facts come from a CT slice, not the SC
+    [aside] = series.set_aside
+    assert (aside.sop_instance_uid, aside.sop_class_uid) == (SOURCE_ROOT + "40.999", SC_STORAGE)
+    assert "derived object" in aside.reason
+
+
+def test_other_strays_are_set_aside_with_their_reason(tmp_path: Path) -> None:
+    ours = ct_header(
+        study=STUDY, series=SOURCE_ROOT + "40", sop=NODE_ROOT + "7.1", position=(-100.0, -120.0, 500.0)
+    )
+    mr = ct_header(
+        study=STUDY,
+        series=SOURCE_ROOT + "40",
+        sop=SOURCE_ROOT + "40.777",
+        sop_class=MR_STORAGE,
+        modality="MR",
+    )
+    _, sops = _ct_series_with(tmp_path, ours, mr, slices=5)
+    [series] = _build(tmp_path).series
+    assert series.sop_instance_uids == tuple(sops) and not series.is_node_result
+    reasons = {item.sop_instance_uid: item.reason for item in series.set_aside}
+    assert reasons.keys() == {NODE_ROOT + "7.1", SOURCE_ROOT + "40.777"}
+    assert "UID under this node's root" in reasons[NODE_ROOT + "7.1"]
+    assert reasons[SOURCE_ROOT + "40.777"] == "MR Image Storage in a series of CT Image Storage"
+
+
+def test_a_series_of_results_only_is_still_a_node_result_and_nothing_is_set_aside(tmp_path: Path) -> None:
+    for index in range(3):
+        seg = ct_header(
+            study=STUDY,
+            series=SOURCE_ROOT + "50",
+            sop=f"{SOURCE_ROOT}50.{index}",
+            sop_class=SEG_STORAGE,
+            modality="SEG",
+            instance_number=index + 1,
+        )
+        write(seg, tmp_path / "seg" / f"{index}.dcm")
+    [series] = _build(tmp_path).series
+    assert series.is_node_result is True and series.set_aside == () and series.image_count == 3
+
+
+def test_set_aside_is_logged_and_survives_the_manifest_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sc = ct_header(study=STUDY, series=SOURCE_ROOT + "40", sop=SOURCE_ROOT + "40.999", sop_class=SC_STORAGE)
+    _ct_series_with(tmp_path, sc, slices=3)
+    caplog.set_level(logging.WARNING)
+    manifest = _build(tmp_path)
+    assert any("1 of 4 instances set aside" in r.getMessage() for r in caplog.records)
+    again = StudyManifest.model_validate_json(manifest.model_dump_json())
+    assert again.series[0].set_aside == manifest.series[0].set_aside  # recorded with the manifest
+
+
+def test_the_study_with_a_stray_routes_instead_of_ending_no_rule(tmp_path: Path) -> None:
+    """Before: the SC marked the whole series a node result and the study matched no rule."""
+    from dicom_node.routing.match import evaluate
+    from dicom_node.routing.rules import Rule, RuleSet
+
+    sc = ct_header(study=STUDY, series=SOURCE_ROOT + "40", sop=SOURCE_ROOT + "40.999", sop_class=SC_STORAGE)
+    series_uid, _ = _ct_series_with(tmp_path, sc)
+    rule = Rule.model_validate(
+        {"name": "ct", "pipeline": "unified-ct", "destinations": ["pacs"], "when": {"modality": "CT"}}
+    )
+    decision = evaluate(_build(tmp_path), RuleSet(rules=(rule,), source_name="t.yaml", lines={"ct": 1}))
+    [match] = decision.matches
+    assert match.series_instance_uids == (series_uid,)

@@ -27,8 +27,8 @@ from dicom_node.jobs import JobStore
 from dicom_node.settings import Settings, load_settings
 from worker.admin.app import create_app
 from worker.admin.auth import TokenAuth
-from worker.celery_app import make_celery
 from worker.context import WorkerContext
+from worker.tasks.app import make_celery
 
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 VIEWER_TOKEN = "viewer-token-0123456789abcdef"

@@ -17,7 +17,7 @@ job store's ``claim`` refuses a second run, so a redelivery never computes a job
 
 No result backend by default: the job store is the source of truth for outcomes. There is no
 dead-letter *queue* either: a job whose retries are exhausted is put in state DEAD in the job
-store (``worker.retry``), listed by ``ctnode jobs dead`` and requeued by ``ctnode jobs retry``;
+store (``worker.tasks.outcomes``), listed by ``ctnode jobs dead`` and requeued by ``ctnode jobs retry``;
 this works the same on every broker.
 
 Brokers:
@@ -38,7 +38,6 @@ Brokers:
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -166,11 +165,6 @@ def prune_sqlite_broker(broker_url: str, *, older_than_s: float = 86400.0) -> in
         engine.dispose()
 
 
-def _default_include() -> list[str]:
-    # The lead's task module; absent in a checkout that has only the app (e.g. the plugin host).
-    return ["worker.tasks"] if importlib.util.find_spec("worker.tasks") is not None else []
-
-
 def make_celery(
     settings: Settings,
     *,
@@ -181,14 +175,13 @@ def make_celery(
     """The configured app for ``settings`` (broker from ``settings.broker_url``).
 
     ``result_backend``: None (default) disables results; pass a URL to enable them.
-    ``include``: task modules to import in workers (default ``worker.tasks`` when it exists).
+    ``include``: task modules to import in workers (default none: a worker registers the node's
+    tasks explicitly, :func:`worker.tasks.shells.register`, with its runtime).
     """
     queue = settings.queue
     broker_url, transport = broker_connection_params(settings.broker_url)
     is_redis = broker_url.startswith(("redis://", "rediss://", "sentinel://"))
-    app = Celery(
-        main, include=list(include) if include is not None else _default_include(), set_as_current=False
-    )
+    app = Celery(main, include=list(include or ()), set_as_current=False)
 
     transport_options: dict[str, Any] = {}
     if is_redis:

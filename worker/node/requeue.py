@@ -8,7 +8,7 @@ the Celery task by *name* (the contract with worker/tasks.py)::
 
 The store moves first: a message that arrives before the move would find the job unclaimable.
 If sending then fails (broker down) the job stays QUEUED/DELIVERING with no message, which the
-sweeper (``worker.sweeper``) notices and re-sends; nothing is lost.
+sweeper (``worker.node.sweeper``) notices and re-sends; nothing is lost.
 
 Requeueable: FAILED and DEAD jobs, and a RUNNING job whose worker is gone (no change for longer
 than the task's hard time limit: e.g. a worker killed -9 on the SQLite broker, which does not
@@ -33,7 +33,7 @@ from dicom_node.identity import delivery_id_for
 from dicom_node.jobs import DeliveryState, JobNotFound, JobRecord, JobStore
 from dicom_node.jobs.states import CANCELLABLE
 from dicom_node.settings import Settings
-from worker.celery_app import queue_for
+from worker.tasks.app import queue_for
 
 logger = logging.getLogger(__name__)
 

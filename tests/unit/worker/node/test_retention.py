@@ -13,7 +13,7 @@ from dicom_node.jobs import JobStore
 from dicom_node.settings import Settings
 from tests.unit.dicom_node.jobs.builders import make_bundle, make_job
 from tests.unit.worker.admin.conftest import make_manifest, record_routed_study, settings_for
-from worker.retention import prune
+from worker.node.retention import prune
 
 LATER = datetime.now(UTC) + timedelta(days=30)  # retention_days is 7 in these settings
 

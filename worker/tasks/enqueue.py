@@ -18,7 +18,7 @@ def enqueue_route(app: Celery, stable: StudyStable) -> None:
 
 
 def enqueue_job(app: Celery, job: Job) -> None:
-    # the router (worker.celery_app.queue_for) sends priority "stat" to the STAT lane
+    # the router (worker.tasks.app.queue_for) sends priority "stat" to the STAT lane
     app.send_task(TASK_RUN_PIPELINE, args=[job.model_dump(mode="json")], task_id=job.job_id)
 
 

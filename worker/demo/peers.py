@@ -1,7 +1,7 @@
 """The two DICOM peers of ``ctnode demo``: a modality that sends a study, a PACS that receives results.
 
 Both are plain pynetdicom AEs in the demo process, so the demo needs no DCMTK or Orthanc; the node
-in between is the real one (``worker.service.NodeService`` + a ``ctnode worker`` process).
+in between is the real one (``worker.node.service.NodeService`` + a ``ctnode worker`` process).
 """
 
 from __future__ import annotations

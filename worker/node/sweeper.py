@@ -35,7 +35,7 @@ from dicom_node.identity import delivery_id_for
 from dicom_node.jobs import DeliveryState
 from worker.admin.broker import BrokerUnavailable, pending_task_ids
 from worker.context import WorkerContext, claimant_is_dead
-from worker.requeue import requeue, send_delivery_task, send_pipeline_task
+from worker.node.requeue import requeue, send_delivery_task, send_pipeline_task
 
 logger = logging.getLogger(__name__)
 

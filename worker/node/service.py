@@ -34,11 +34,11 @@ from dicom_node.ingest.validation import ImageLimits
 from dicom_node.routing.match import quiet_period_override
 from dicom_node.settings import Settings
 from worker.admin.app import create_app
-from worker.celery_app import make_celery, prune_sqlite_broker
 from worker.context import WorkerContext
-from worker.enqueue import enqueue_route
-from worker.retention import prune
-from worker.sweeper import sweep
+from worker.node.retention import prune
+from worker.node.sweeper import sweep
+from worker.tasks.app import make_celery, prune_sqlite_broker
+from worker.tasks.enqueue import enqueue_route
 
 logger = logging.getLogger(__name__)
 

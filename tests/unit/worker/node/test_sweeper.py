@@ -17,10 +17,10 @@ from dicom_node.identity import delivery_id_for
 from dicom_node.jobs import DeliveryState, JobStore
 from tests.unit.dicom_node.jobs.builders import make_bundle, make_job
 from tests.unit.worker.admin.conftest import broker_messages, settings_for
-from worker.celery_app import make_celery
 from worker.context import WorkerContext, worker_identity
-from worker.requeue import send_pipeline_task
-from worker.sweeper import sweep
+from worker.node.requeue import send_pipeline_task
+from worker.node.sweeper import sweep
+from worker.tasks.app import make_celery
 
 LATER = datetime.now(UTC) + timedelta(hours=2)  # past the 900 s task time limit
 

@@ -10,7 +10,7 @@ import pytest
 
 from dicom_node.constants import QUEUES, TASK_DELIVER, TASK_ROUTE_STUDY, TASK_RUN_PIPELINE
 from dicom_node.settings import Settings, load_settings
-from worker.celery_app import (
+from worker.tasks.app import (
     SQLITE_BROKER_TRANSPORT,
     SQLITE_POLLING_INTERVAL_S,
     SQLiteBrokerTransport,

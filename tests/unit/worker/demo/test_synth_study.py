@@ -1,4 +1,4 @@
-"""``worker.synth_study`` and ``ctnode synth-study``: a synthetic CT study written as DICOM with its
+"""``worker.demo.synth_study`` and ``ctnode synth-study``: a synthetic CT study written as DICOM with its
 truth, read back through the node's own series reader. Small matrices keep it fast; the 512×512
 default is exercised by the demo and the end-to-end tests (and timed in bench/RESULTS.md)."""
 
@@ -15,7 +15,7 @@ from pydicom import dcmread
 from dicom_node.imaging.reader import load_series
 from inference.synth import structure_mask
 from worker.cli.synth import synth_study
-from worker.synth_study import SyntheticStudy, make_synthetic_study, paint_truth
+from worker.demo.synth_study import SyntheticStudy, make_synthetic_study, paint_truth
 
 SMALL = {"slices": 40, "matrix": 64, "slice_spacing_mm": 10.0}
 
