@@ -56,6 +56,19 @@ def _fingerprint(spacing: float) -> dict[str, object]:
     }
 
 
+def _class_names(dataset_id: int, n_classes: int) -> dict[int, str]:
+    """TotalSegmentator's own class names for the dataset (its map_to_binary), else class_N."""
+    try:
+        from totalsegmentator.map_to_binary import class_map, class_map_5_parts, map_taskid_to_partname_ct
+    except ImportError:
+        return {i: f"class_{i}" for i in range(1, n_classes + 1)}
+    names = (
+        class_map["total"] if dataset_id == 297 else class_map_5_parts[map_taskid_to_partname_ct[dataset_id]]
+    )
+    assert len(names) == n_classes, (dataset_id, len(names))
+    return dict(names)
+
+
 def make_model(root: Path, dataset_id: int, n_classes: int, spacing: float) -> Path:
     """An nnU-Net trained-model folder with nnU-Net's plans for a TotalSegmentator-like dataset."""
     import nibabel as nib
@@ -73,7 +86,7 @@ def make_model(root: Path, dataset_id: int, n_classes: int, spacing: float) -> P
     tiny = np.zeros((4, 4, 4), dtype=np.int16)  # the planner reads one file for its reader class
     nib.save(nib.Nifti1Image(tiny, np.eye(4)), raw / "imagesTr" / "c0_0000.nii.gz")
     nib.save(nib.Nifti1Image(tiny.astype(np.uint8), np.eye(4)), raw / "labelsTr" / "c0.nii.gz")
-    labels = {"background": 0, **{f"class_{i}": i for i in range(1, n_classes + 1)}}
+    labels = {"background": 0, **{name: i for i, name in _class_names(dataset_id, n_classes).items()}}
     dataset = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 1, "file_ending": ".nii.gz"}
     (raw / "dataset.json").write_text(json.dumps(dataset))
     pre = root / "nnUNet_preprocessed" / name
@@ -162,6 +175,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=["3mm", "1.5mm"], default="3mm")
     parser.add_argument("--parts", type=int, default=5, help="1.5 mm: how many of the five parts")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--export-only",
+        type=Path,
+        default=None,
+        help="write the model folder(s) under this folder and stop (no timing): a random-weight "
+        "model with TotalSegmentator's class names, e.g. for bench/nnunet_check_subject_a.py",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODELS", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -171,6 +191,11 @@ def main() -> None:
 
     spec = FAST if args.mode == "3mm" else dict(list(PARTS.items())[: args.parts])
     spacing = 3.0 if args.mode == "3mm" else 1.5
+    if args.export_only is not None:
+        for dataset_id, n in spec.items():
+            folder = make_model(args.export_only.resolve() / "work" / str(dataset_id), dataset_id, n, spacing)
+            print(f"model folder {folder}")
+        return
     with tempfile.TemporaryDirectory(prefix="nnunet-bench-") as tmp:
         root = Path(tmp)
         names = []

@@ -29,7 +29,9 @@ def _known(cards: list[ModelCard]) -> Callable[[], tuple[str, ...]]:
     def answers() -> tuple[str, ...]:
         from inference.answer import known_structures
 
-        return known_structures([n for card in cards for n in card.classes.values()])
+        return known_structures(
+            [n for card in cards for _, n in sorted(card.classes.items(), key=lambda kv: int(kv[0]))]
+        )
 
     return answers
 
