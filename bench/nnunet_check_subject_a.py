@@ -86,6 +86,12 @@ def agreement(out: Path, ct_dir: Path) -> dict[str, float]:
     return rows
 
 
+def pydicom_modality(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).Modality)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="nnU-Net model folder or zip")
@@ -116,6 +122,9 @@ def main() -> None:
         for path in sorted(out.glob("*.dcm")):
             errors = dciodvfy_errors(path)
             print(f"dciodvfy {path.name}: {len(errors)} error line(s)", *errors[:5], sep="\n  ")
+        if not any(pydicom_modality(p) == "SEG" for p in out.glob("*.dcm")):
+            print("no SEG written: the model found none of its structures in this CT")
+            return
         print("Dice with subject_a's silver labels:", json.dumps(agreement(out, ct_dir)))
 
 
