@@ -201,11 +201,18 @@ def child_reader(ct_dir: Path) -> dict[str, float]:
 def child_encode(ct_dir: Path, n_slices: int, n_segments: int, repeat: int, roles: str) -> dict[str, object]:
     import pydicom
 
+    from dicom_node.result_kinds import result_kind
     from dicom_node.results.bundle import encode_results
 
     sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(ct_dir.glob("*.dcm"))]
     labelmap = phantom_labelmap(n_slices, n_segments)
     analysis = analysis_for(labelmap, n_segments)
+    # the summary kinds draw key images from the CT: give them a volume of the right shape
+    hu = (
+        np.where(labelmap > 0, 60.0, -1000.0).astype(np.float32)
+        if any(result_kind(r).needs_hu for r in roles.split(","))
+        else None
+    )
     reset_peak_rss()
     baseline = current_rss_mb()
     wanted = roles.split(",")
@@ -226,6 +233,7 @@ def child_encode(ct_dir: Path, n_slices: int, n_segments: int, repeat: int, role
                         uid_root=UID_ROOT,
                         manufacturer="ct-ai-node",
                         roles=[role],
+                        hu=hu,
                         content_datetime=datetime(2026, 11, 23, 12, 0),
                     )
                 )
@@ -242,6 +250,7 @@ def child_encode(ct_dir: Path, n_slices: int, n_segments: int, repeat: int, role
                     uid_root=UID_ROOT,
                     manufacturer="ct-ai-node",
                     roles=wanted,
+                    hu=hu,
                     content_datetime=datetime(2026, 11, 23, 12, 0),
                 )
             )
@@ -292,7 +301,7 @@ def report_encode(title: str, result: dict[str, object]) -> None:
         warm_wall = median([run["per_role"][role][0] for run in warm])
         warm_cpu = median([run["per_role"][role][1] for run in warm])
         print(
-            f"  {role:5s} alone: cold wall {wall:.2f} s cpu {cpu:.2f} s"
+            f"  {role:14s} alone: cold wall {wall:.2f} s cpu {cpu:.2f} s"
             f" | warm wall {warm_wall:.2f} s cpu {warm_cpu:.2f} s"
         )
     wall, cpu = cold["together"]
@@ -330,6 +339,7 @@ def main() -> None:
         common = (str(ct_dir), str(args.slices), str(args.segments), str(args.repeat))
         report_encode("SEG (binary) + SR + GSPS", run_child("encode", *common, "seg,sr,gsps"))
         report_encode("LABELMAP SEG", run_child("encode", *common, "seg-labelmap"))
+        report_encode("summary kinds", run_child("encode", *common, "pdf,sc-summary,kos-key-images"))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from pydicom.uid import (
 # ---------------------------------------------------------------------------------------------
 
 VERIFICATION = UID("1.2.840.10008.1.1")  # PS3.4 A.4; pydicom 3.0 has no name for it
+# PS3.4 C.6.2: the query-back that confirms a C-STORE delivery (dicom_node.delivery.cfind)
+STUDY_ROOT_QR_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
 
 CT_IMAGE_STORAGE = CTImageStorage
 ENHANCED_CT_IMAGE_STORAGE = EnhancedCTImageStorage

@@ -237,6 +237,14 @@ class SegmentDescription(Contract):
     # answer of several models): Segment Algorithm Name/Version (PS3.3 C.8.20.2, Table 10-19).
     algorithm_name: str = ""
     algorithm_version: str = ""
+    # Segment numbers of the structures lying inside this one (the lungs, bone and airway inside
+    # the body): their voxels belong to this segment too. The label map holds one label per voxel,
+    # so this is how a BINARY SEG gets the whole body without holes where the bone is, and how the
+    # volume in the SR, its text and the GSPS caption count the same voxels (issue 12 item 11).
+    contains: tuple[int, ...] = ()
+    # A whole-body or scattered structure (body, bone, both lungs, the vertebral column): reported
+    # by its figures (volume, HU), never drawn as a region or box in the SR or GSPS (issue 14).
+    diffuse: bool = False
 
 
 class SegmentMeasurement(Contract):
@@ -294,6 +302,8 @@ class AnalysisResult(Contract):
     # One line per structure/finding, grounded in the measurements (goes into the SR as TEXT).
     descriptions: tuple[str, ...] = ()
     summary: str = ""
+    # A research-grade model (not a classical, rule-based method): summaries say "not for diagnosis".
+    research_grade: bool = True
     # file with the label map (npz, key "labelmap", [slice,row,column] uint8/uint16)
     labelmap_path: str | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)

@@ -19,6 +19,9 @@ sr             TID 1500 SR, Comprehensive 3D (PS3.16 A)      903     results.sr
 sr-planar      the same without volumetric groups            903     results.sr
 gsps           Grayscale Softcopy Presentation State         904     results.gsps
 sc             Secondary Capture overlay (burned in)         905     results.sc
+pdf            Encapsulated PDF summary (PS3.3 A.45.1)       906     results.pdf
+sc-summary     the summary page as Secondary Capture         907     results.pdf
+kos-key-images Key Object Selection, "Of Interest" (TID 2010) 908    results.kos
 =============  ============================================  ======  ==========================
 """
 
@@ -29,7 +32,9 @@ from dataclasses import dataclass
 
 from dicom_node.constants import (
     COMPREHENSIVE_3D_SR_STORAGE,
+    ENCAPSULATED_PDF_STORAGE,
     GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    KEY_OBJECT_SELECTION_DOCUMENT_STORAGE,
     LABEL_MAP_SEGMENTATION_STORAGE,
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     SEGMENTATION_STORAGE,
@@ -45,6 +50,9 @@ class ResultRole:
     SR_PLANAR = "sr-planar"
     GSPS = "gsps"
     SC = "sc"
+    PDF = "pdf"
+    SC_SUMMARY = "sc-summary"
+    KOS_KEY_IMAGES = "kos-key-images"
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,37 @@ for _kind in (
         series_label="AI OVERLAY - NOT FOR DIAGNOSIS",
         needs_hu=True,
         description="Burned-in overlay images of the key slices, for PACS that show neither SEG nor SR",
+    ),
+    ResultKind(
+        role=ResultRole.PDF,
+        title="PDF summary (Encapsulated PDF)",
+        sop_class_uid=ENCAPSULATED_PDF_STORAGE,
+        series_number=906,
+        builder="dicom_node.results.pdf:encode_pdf",
+        series_label="AI SUMMARY",
+        needs_hu=True,
+        description="One page every PACS can show: findings table, each structure's figures, key images "
+        "with outlines, algorithm and version, 'not for diagnosis' for research-grade models",
+    ),
+    ResultKind(
+        role=ResultRole.SC_SUMMARY,
+        title="Summary page (Secondary Capture)",
+        sop_class_uid=SECONDARY_CAPTURE_IMAGE_STORAGE,
+        series_number=907,
+        builder="dicom_node.results.pdf:encode_sc_summary",
+        series_label="AI SUMMARY PAGE",
+        needs_hu=True,
+        description="The PDF summary's page as an image, for PACS that display images only",
+    ),
+    ResultKind(
+        role=ResultRole.KOS_KEY_IMAGES,
+        title="Key images (Key Object Selection)",
+        sop_class_uid=KEY_OBJECT_SELECTION_DOCUMENT_STORAGE,
+        series_number=908,
+        builder="dicom_node.results.kos:encode_key_images",
+        series_label="AI KEY IMAGES",
+        description="The key images of the findings and compact structures, flagged 'Of Interest' "
+        "(TID 2010), for PACS that show key-image notes",
     ),
 ):
     register_kind(_kind)

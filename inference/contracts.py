@@ -90,6 +90,10 @@ class SegmentOut:
     # the answers of several models (``pipeline: auto``, TotalSegmentator's parts).
     algorithm_name: str = ""
     algorithm_version: str = ""
+    # label values of the structures lying inside this one (the lungs and bone inside the body):
+    # the label map holds one label per voxel, so their voxels belong to this structure too, and
+    # ``measurements`` count them (one definition per structure, issue 12 item 11)
+    contains: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from inference.contracts import Measurements
 
-__all__ = ["Component", "bbox", "components", "largest_component", "measure"]
+__all__ = ["Component", "bbox", "components", "largest_component", "measure", "paint", "region"]
 
 Box = tuple[int, int, int, int, int, int]
 
@@ -136,3 +136,55 @@ def largest_component(mask: np.ndarray, *, connectivity: int = 1) -> np.ndarray:
     counts[0] = 0
     out: np.ndarray = labelled == int(np.argmax(counts))
     return out
+
+
+def paint(
+    masks: Sequence[np.ndarray], *, inside_share: float = 0.9
+) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """One label per voxel for ``masks`` given largest first: label ``i + 1`` for ``masks[i]``,
+    a later (smaller) mask painted over an earlier one, so a lung inside the body keeps its label.
+
+    Returns the uint16 label map and, per label, the labels painted after it that lie inside it
+    (at least ``inside_share`` of their painted voxels within its mask): the structures whose
+    voxels belong to it too. Measure a structure on :func:`region`, which adds them back, so its
+    numbers count the voxels its SEG segment holds (one definition per structure).
+    """
+    if not masks:
+        raise ValueError("nothing to paint")
+    labelmap = np.zeros(masks[0].shape, dtype=np.uint16)
+    for value, mask in enumerate(masks, start=1):
+        labelmap[mask] = value
+    n = len(masks)
+    painted = np.bincount(labelmap.ravel(), minlength=n + 1)
+    contains: list[tuple[int, ...]] = []
+    for index, mask in enumerate(masks):
+        box = bbox(mask)
+        if box is None:
+            contains.append(())
+            continue
+        s0, r0, c0, s1, r1, c1 = box
+        region_ = (slice(s0, s1 + 1), slice(r0, r1 + 1), slice(c0, c1 + 1))
+        inside = np.bincount(labelmap[region_][mask[region_]].ravel(), minlength=n + 1)
+        contains.append(
+            tuple(
+                later
+                for later in range(index + 2, n + 1)
+                if painted[later] and inside[later] >= inside_share * painted[later]
+            )
+        )
+    return labelmap, contains
+
+
+def region(labelmap: np.ndarray, label: int, contains: Sequence[Sequence[int]]) -> np.ndarray:
+    """The voxels of ``label`` with those of every label inside it (``contains`` from :func:`paint`,
+    indexed by label - 1, followed transitively)."""
+    seen, todo = {label}, list(contains[label - 1])
+    while todo:
+        inner = todo.pop()
+        if inner not in seen:
+            seen.add(inner)
+            todo.extend(contains[inner - 1])
+    if len(seen) == 1:
+        out: np.ndarray = labelmap == label
+        return out
+    return np.isin(labelmap, sorted(seen))

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
+from dicom_node.constants import STUDY_ROOT_QR_FIND
 from dicom_node.contracts import ResultFile
 from dicom_node.delivery.cstore import client_ssl_context
 from dicom_node.settings import DicomDestinationSettings
@@ -39,7 +39,7 @@ def confirm_cfind(
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = dest.timeout_s
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_requested_context(STUDY_ROOT_QR_FIND)
     tls_args = (client_ssl_context(dest.tls), dest.host) if dest.tls.enabled else None
     try:
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
@@ -58,7 +58,7 @@ def confirm_cfind(
             query.StudyInstanceUID = study_instance_uid
             query.SeriesInstanceUID = series_uid
             query.SOPInstanceUID = ""
-            for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            for status, identifier in assoc.send_c_find(query, STUDY_ROOT_QR_FIND):
                 code = int(status.Status) if status is not None and "Status" in status else None
                 if code is None:
                     return False, f"C-FIND query-back: no response from {where}"

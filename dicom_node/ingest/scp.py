@@ -72,7 +72,7 @@ from dicom_node.ingest.receive import InstanceReceiver, Origin, data_set_offset
 from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
 from dicom_node.ingest.staging import Staging
 from dicom_node.ingest.tls import server_ssl_context
-from dicom_node.ingest.validation import STATUS_GARBAGE, ImageLimits
+from dicom_node.ingest.validation import STATUS_GARBAGE, STATUS_SUCCESS, ImageLimits
 from dicom_node.node_results import NodeIdentity
 from dicom_node.settings import Settings
 
@@ -452,7 +452,7 @@ class StoreSCP:
             logger.exception(
                 "on_instance failed", extra={"stage": "ingest", "study": stored.study_instance_uid}
             )
-        return 0x0000
+        return STATUS_SUCCESS
 
 
 def _streamed_data_set(event: evt.Event) -> Path | None:

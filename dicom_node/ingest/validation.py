@@ -70,6 +70,10 @@ from dicom_node.ingest.sop_classes import (
 )
 from dicom_node.settings import DicomSettings
 
+# The statuses of the table above, as values. Every status ingest answers is one of these or the
+# default of an IngestError class (dicom_node/errors.py): docs/conformance-statement.md's table
+# "cstore-scp-statuses" is checked against both (tests/unit/docs/).
+STATUS_SUCCESS = 0x0000
 STATUS_GARBAGE = 0xC000
 STATUS_TRUNCATED = 0xC001
 STATUS_BAD_UID = 0xC002

@@ -32,6 +32,8 @@ from dicom_node.contracts import AnalysisResult, ResultBundle, ResultFile
 from dicom_node.errors import PermanentError
 from dicom_node.identity import derived_uid
 from dicom_node.result_kinds import ResultKind, in_build_order
+from dicom_node.results.carried import clean_sources
+from dicom_node.results.charset import declared, initial_character_set
 from dicom_node.results.inputs import AlgorithmIdentity, EncodeInputs, KindBuilder, SkipKind
 from dicom_node.results.labels import as_label_map, label_stats
 from dicom_node.results.sources import source_volume
@@ -86,11 +88,18 @@ def encode_results(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    character_set = initial_character_set(sources[0]) if sources else None
+    source_character_set = declared(sources[0].get("SpecificCharacterSet")) if sources else ()
+    # Builders see cleaned copies of the headers: what a result carries over from its source is
+    # valid even when the source is not (results.carried).
+    sources = clean_sources(sources)
 
     n_labels = max((s.segment_number for s in analysis.segments), default=0)
     try:
         labelmap = as_label_map(labelmap)
-        stats = label_stats(labelmap, n_labels)
+        stats = label_stats(
+            labelmap, n_labels, {s.segment_number: s.contains for s in analysis.segments if s.contains}
+        )
     except ValueError as exc:
         raise PermanentError(f"label map does not match the described segments: {exc}") from exc
     inputs = EncodeInputs(
@@ -113,6 +122,8 @@ def encode_results(
             for s in analysis.segments
         },
         hu=hu,
+        character_set=character_set,
+        source_character_set=source_character_set,
     )
 
     files: list[ResultFile] = []

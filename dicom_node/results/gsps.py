@@ -1,15 +1,22 @@
 """Grayscale Softcopy Presentation State (PS3.3 A.33.1) with the AI annotations, built with highdicom.
 
-For PACS viewers that show presentation states but not SEG: on each structure's key slice (the
-slice where it has most voxels) its outline (closed POLYLINE along the pixel edges of the SEG's own
-voxels) and a text "label: width x depth mm, volume mL"; on each detection's key slice its box
-(closed POLYLINE) and its sentence; each localised report snippet as a small circle with its text.
+For PACS viewers that show presentation states but not SEG: on each compact structure's key slice
+(where it has most voxels) the outline of every piece of it (closed POLYLINEs along the pixel
+edges of the SEG's own voxels, so within a pixel of the SEG's contour) and its figures — the same
+line as the SR and the PDF (results.figures), anchored on the structure itself (its interior
+point), hence inside the body; on each detection's key slice its box, cut to the image, and its
+line, anchored inside the box and the body; each localised report snippet as a small circle with
+its text. Whole-body structures (body, bone, both lungs: ``SegmentDescription.diffuse``) are not
+drawn: an outline of the skin or of every bone says nothing; their figures are in the SR and PDF.
 
 Rules kept (dicom-notes.md, PS3.3 C.10.5):
-* GraphicData is (column, row) in PIXEL units, (0,0) = top-left corner of the top-left pixel.
+* GraphicData is (column, row) in PIXEL units, (0,0) = top-left corner of the top-left pixel, and
+  every graphic lies within its image (highdicom refuses anything outside; a detection box reaching
+  past the image edge failed the whole job before).
 * One GraphicAnnotation per (layer, image): all its images are in the one source series.
 * A graphic layer per structure coloured like its SEG segment, one for detections, one for snippets.
-* BodyPartExamined is copied from the CT (else dciodvfy asks for Laterality).
+* BodyPartExamined is copied from the CT, cleaned; Laterality where dciodvfy asks (results.carried).
+* Text is ASCII typography ("-", "x"): DCMTK's dcmpschk rejects other characters in ST values.
 * The presentation applies to every image of the series, with the series' first window preset.
 """
 
@@ -25,10 +32,19 @@ from pydicom.dataset import Dataset
 
 from dicom_node.contracts import AnalysisResult, ResultFile
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import initial_character_set
 from dicom_node.results.coding import FINDING_COLOR_RGB, cielab, code_string, segment_color
+from dicom_node.results.figures import (
+    clamp_slice,
+    clipped_box,
+    finding_line,
+    plain,
+    segment_figures,
+    snippet_centre,
+)
 from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelStats
-from dicom_node.results.outline import trace_outline
+from dicom_node.results.outline import interior_point, trace_outlines
 from dicom_node.results.provenance import copy_body_part, stamp_datetime
 from dicom_node.results.sources import SourceVolume
 from dicom_node.results.sr import SNIPPET_RADIUS_MM, rectangle_pixels
@@ -36,14 +52,25 @@ from dicom_node.results.sr import SNIPPET_RADIUS_MM, rectangle_pixels
 PIXEL = hd.pr.AnnotationUnitsValues.PIXEL
 SOFT_TISSUE_WINDOW = (40.0, 400.0)
 SNIPPET_COLOR_RGB = (0, 255, 255)
+BODY_HU = -500.0  # fat vs air: where the body is when the CT is at hand (as ct-anatomy-basic)
 
 
 def _layer_name(number: int, label: str) -> str:
     return code_string(f"S{number:02d} {label}")
 
 
-def segment_caption(label: str, width_mm: float, depth_mm: float, volume_ml: float) -> str:
-    return f"{label}: {width_mm:.0f} x {depth_mm:.0f} mm, {volume_ml:.1f} mL"
+def _inside_box_anchor(
+    body: np.ndarray, row0: int, column0: int, row1: int, column1: int
+) -> tuple[float, float]:
+    """A caption anchor for a detection, (column, row): the pixel of its box nearest the box's
+    centre that lies inside the body (any segmented structure), else the centre itself."""
+    centre_row, centre_column = (row0 + row1 + 1) / 2.0, (column0 + column1 + 1) / 2.0
+    rows, columns = np.nonzero(body[row0 : row1 + 1, column0 : column1 + 1])
+    if rows.size == 0:
+        return centre_column, centre_row
+    distance = (rows + row0 + 0.5 - centre_row) ** 2 + (columns + column0 + 0.5 - centre_column) ** 2
+    nearest = int(np.argmin(distance))
+    return float(columns[nearest] + column0) + 0.5, float(rows[nearest] + row0) + 0.5
 
 
 def _window(source: Dataset) -> tuple[float, float]:
@@ -92,46 +119,51 @@ def build_gsps(
     content_label: str = "AI_ANNOTATIONS",
     series_description: str = "",
     content_datetime: datetime | None = None,
+    character_set: str | None = None,
+    hu: np.ndarray | None = None,
 ) -> hd.pr.GrayscaleSoftcopyPresentationState:
     """The GSPS for ``analysis`` over ``sources`` (headers in volume order)."""
     layers: list[hd.pr.GraphicLayer] = []
     # (layer name, slice index) → graphic objects / text objects
     graphics: dict[tuple[str, int], list[hd.pr.GraphicObject]] = defaultdict(list)
     texts: dict[tuple[str, int], list[hd.pr.TextObject]] = defaultdict(list)
-    spacing_row, spacing_column = volume.pixel_spacing_mm
+    _, spacing_column = volume.pixel_spacing_mm
 
-    for order, segment in enumerate(analysis.segments, start=1):
-        key = stats.key_slice(segment.segment_number)
-        footprint = stats.footprint(segment.segment_number, key) if key is not None else None
-        if key is None or footprint is None:
-            continue
-        name = _layer_name(segment.segment_number, segment.label)
+    def body(k: int) -> np.ndarray:
+        """Where the body is on slice k: every structure lies inside it, and so does tissue
+        denser than fat/air where the CT is at hand."""
+        inside = stats.labelmap[k] > 0
+        return inside | (hu[k] > BODY_HU) if hu is not None else inside
+
+    for order, figures in enumerate(segment_figures(stats, analysis, volume), start=1):
+        segment, key = figures.segment, figures.key_slice
+        if segment.diffuse or key is None:
+            continue  # whole-body structures are reported by their figures, not drawn (SR, PDF)
+        name = _layer_name(segment.segment_number, figures.name)
         layers.append(
             hd.pr.GraphicLayer(
                 layer_name=name,
                 order=order,
-                description=segment.label[:64],
+                description=figures.name,
                 display_color=cielab(segment_color(segment)),
             )
         )
-        row0, column0, row1, column1 = footprint
-        polygon = trace_outline(stats.labelmap[key] == segment.segment_number)
-        graphics[(name, key)].append(
-            hd.pr.GraphicObject(graphic_type="POLYLINE", graphic_data=polygon.astype(np.float32), units=PIXEL)
-        )
-        caption = segment_caption(
-            segment.label,
-            (column1 - column0 + 1) * spacing_column,
-            (row1 - row0 + 1) * spacing_row,
-            stats.voxel_count(segment.segment_number) * volume.voxel_volume_ml,
-        )
+        mask = stats.mask(segment.segment_number, key)
+        for polygon in trace_outlines(mask):  # every piece (each rib), not only the largest
+            graphics[(name, key)].append(
+                hd.pr.GraphicObject(
+                    graphic_type="POLYLINE", graphic_data=polygon.astype(np.float32), units=PIXEL
+                )
+            )
+        anchor = interior_point(mask)
+        assert anchor is not None  # the key slice has voxels of the segment
         texts[(name, key)].append(
             hd.pr.TextObject(
-                text_value=caption,
+                text_value=plain(figures.line),
                 units=PIXEL,
-                anchor_point=(float(column0), float(max(row0 - 1, 0))),
+                anchor_point=anchor,  # on the structure, hence inside the body
                 anchor_point_visible=False,
-                text_justification="LEFT",
+                text_justification="CENTER",
             )
         )
 
@@ -145,16 +177,19 @@ def build_gsps(
             )
         )
     for finding in analysis.findings:
-        _, row0, column0, _, row1, column1 = finding.box_voxels
-        key = min(max(finding.key_slice_index, 0), len(volume.slices) - 1)
-        rectangle = rectangle_pixels(row0, column0, row1, column1)
-        graphics[("FINDINGS", key)].append(hd.pr.GraphicObject("POLYLINE", rectangle, units=PIXEL))
-        size = " x ".join(f"{v:.0f}" for v in finding.size_mm)
+        key = clamp_slice(finding.key_slice_index, volume)
+        box = clipped_box(finding.box_voxels, volume)
+        if box is None:
+            continue  # the box lies outside the image: nothing of it can be drawn
+        row0, column0, row1, column1 = box
+        graphics[("FINDINGS", key)].append(
+            hd.pr.GraphicObject("POLYLINE", rectangle_pixels(row0, column0, row1, column1), units=PIXEL)
+        )
         texts[("FINDINGS", key)].append(
             hd.pr.TextObject(
-                text_value=f"{finding.label} {size} mm ({finding.score:.2f})",
+                text_value=plain(finding_line(finding, volume))[:1024],
                 units=PIXEL,
-                anchor_point=(float(column0), float(min(row1 + 2, volume.rows))),
+                anchor_point=_inside_box_anchor(body(key), row0, column0, row1, column1),
                 anchor_point_visible=False,
                 text_justification="LEFT",
             )
@@ -171,17 +206,15 @@ def build_gsps(
         )
     radius = SNIPPET_RADIUS_MM / spacing_column
     for snippet in analysis.snippets:
-        key = min(max(snippet.slice_index, 0), len(volume.slices) - 1)
-        _, row, column = volume.to_index(snippet.point_lps_mm)
-        row = float(np.clip(row + 0.5, 0, volume.rows))
-        column = float(np.clip(column + 0.5, 0, volume.columns))
+        key = clamp_slice(snippet.slice_index, volume)
+        column, row = snippet_centre(snippet, volume)
         circle = np.array([[column, row], [min(column + radius, volume.columns), row]], dtype=np.float32)
         graphics[("SNIPPETS", key)].append(hd.pr.GraphicObject("CIRCLE", circle, units=PIXEL))
         texts[("SNIPPETS", key)].append(
             hd.pr.TextObject(
-                text_value=snippet.text[:1024],
+                text_value=plain(snippet.text)[:1024],
                 units=PIXEL,
-                anchor_point=(column, float(min(row + radius + 2, volume.rows))),
+                anchor_point=(column, row),
                 anchor_point_visible=False,
                 text_justification="LEFT",
             )
@@ -223,6 +256,7 @@ def build_gsps(
             hd.pr.SoftcopyVOILUTTransformation(window_center=centre, window_width=width)
         ],
         modality_lut_transformation=modality_lut,
+        specific_character_set=character_set or initial_character_set(first),
     )
     copy_body_part(gsps, first)
     if series_description:
@@ -250,5 +284,11 @@ def encode_gsps(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[Result
         manufacturer=inputs.manufacturer,
         series_description=inputs.series_description(kind),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
+        hu=inputs.hu,
     )
-    return [save_dataset(kind, gsps, inputs.out_dir / f"{kind.role}.dcm")]
+    return [
+        save_dataset(
+            kind, gsps, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+        )
+    ]

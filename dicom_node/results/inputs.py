@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from dicom_node.contracts import AnalysisResult, CodedConcept, ResultFile
 from dicom_node.identity import derived_uid
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import declare_character_set
 from dicom_node.results.explicit_vr import write_file
 from dicom_node.results.labels import LabelStats
 from dicom_node.results.sources import SourceVolume
@@ -64,6 +65,12 @@ class EncodeInputs:
     content_datetime: datetime  # the job's creation time: a re-encode is byte-identical
     tracking_uids: Mapping[int, str]  # segment number -> Tracking UID (SEG and SR agree)
     hu: np.ndarray | None = None  # the CT in HU, same shape as labelmap (overlay images)
+    # What highdicom is told to declare (results.charset.initial_character_set of the source);
+    # save_dataset settles the final (0008,0005) from the text the object holds.
+    character_set: str | None = None
+    # the source's (0008,0005) values as declared (results.charset.declared): preferred when it
+    # encodes everything an object holds (save_dataset)
+    source_character_set: tuple[str, ...] = ()
 
     def uid(self, key: str) -> str:
         """The UID for ``key`` (e.g. "seg-instance") in this job: same job, same UID."""
@@ -115,7 +122,12 @@ def result_file(role: str, path: Path, ds: Dataset) -> ResultFile:
     )
 
 
-def save_dataset(kind: ResultKind, ds: Dataset, path: Path) -> ResultFile:
-    """Write ``ds`` atomically (Part 10) and describe it for the bundle."""
+def save_dataset(
+    kind: ResultKind, ds: Dataset, path: Path, *, source_character_set: tuple[str, ...] = ()
+) -> ResultFile:
+    """Write ``ds`` atomically (Part 10) and describe it for the bundle; its Specific Character Set
+    is settled first so that every character it holds is encoded (results.charset), the source's
+    own set first when it can."""
+    declare_character_set(ds, source_character_set)
     atomic_write(path, lambda out: write_file(out, ds))
     return result_file(kind.role, path, ds)

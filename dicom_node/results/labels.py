@@ -9,7 +9,8 @@ Voxel counts are then taken inside each label's bounding box only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,12 +42,30 @@ class LabelBox:
 
 @dataclass(frozen=True, eq=False)
 class LabelStats:
-    """Per label 1..n_labels: present slices, box, voxel counts (overall and per slice)."""
+    """Per label 1..n_labels: present slices, box, voxel counts (overall and per slice).
+
+    A label's voxels are those holding its value plus those of the labels it contains
+    (``members``): a segment that contains others (the body around the lungs and bone) is counted,
+    boxed and masked as the union, exactly as the BINARY SEG writes it.
+    """
 
     n_labels: int
     boxes: tuple[LabelBox | None, ...]  # index label-1; None when the label has no voxel
     slice_counts: np.ndarray  # int64 [n_slices, n_labels + 1]; column 0 unused
     labelmap: np.ndarray  # the label map itself (a reference, not a copy)
+    members: dict[int, tuple[int, ...]] = field(default_factory=dict)  # label -> its values (if >1)
+
+    def values(self, label: int) -> tuple[int, ...]:
+        """The label-map values that make up ``label`` (itself, and those it contains)."""
+        return self.members.get(label, (label,))
+
+    def mask(self, label: int, region: tuple[int | slice, ...] | slice | int) -> np.ndarray:
+        """Boolean mask of ``label`` (with what it contains) over ``region`` of the label map."""
+        values = self.values(label)
+        part = self.labelmap[region]
+        if len(values) == 1:
+            return np.asarray(part == values[0])
+        return np.isin(part, values)
 
     def box(self, label: int) -> LabelBox | None:
         return self.boxes[label - 1]
@@ -63,7 +82,7 @@ class LabelStats:
         if box is None or not self.slice_counts[slice_index, label]:
             return None
         _, row_box, column_box = box.slices
-        mask = self.labelmap[slice_index, row_box, column_box] == label
+        mask = self.mask(label, (slice_index, row_box, column_box))
         rows = np.flatnonzero(mask.any(axis=1))
         columns = np.flatnonzero(mask.any(axis=0))
         return (
@@ -97,8 +116,58 @@ def as_label_map(labelmap: np.ndarray) -> np.ndarray:
     return labelmap.astype(np.uint16 if highest > 255 else np.uint8)
 
 
-def label_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
-    """Statistics of labels 1..n_labels in a ``[slice, row, column]`` integer label map."""
+def label_stats(
+    labelmap: np.ndarray, n_labels: int, contains: Mapping[int, Sequence[int]] | None = None
+) -> LabelStats:
+    """Statistics of labels 1..n_labels in a ``[slice, row, column]`` integer label map.
+
+    ``contains`` maps a label to the labels lying inside it (transitively closed here): its counts,
+    box and masks are then those of the union.
+    """
+    stats = _painted_stats(labelmap, n_labels)
+    groups = _closure(contains or {}, n_labels)
+    if not groups:
+        return stats
+    slice_counts = stats.slice_counts.copy()
+    boxes = list(stats.boxes)
+    for label, values in groups.items():
+        slice_counts[:, label] = stats.slice_counts[:, list(values)].sum(axis=1)
+        parts = [b for v in values if (b := stats.boxes[v - 1]) is not None]
+        boxes[label - 1] = (
+            LabelBox(
+                min(b.slice0 for b in parts),
+                min(b.row0 for b in parts),
+                min(b.column0 for b in parts),
+                max(b.slice1 for b in parts),
+                max(b.row1 for b in parts),
+                max(b.column1 for b in parts),
+            )
+            if parts
+            else None
+        )
+    return replace(stats, boxes=tuple(boxes), slice_counts=slice_counts, members=groups)
+
+
+def _closure(contains: Mapping[int, Sequence[int]], n_labels: int) -> dict[int, tuple[int, ...]]:
+    """label -> sorted values of itself and everything inside it, for labels that contain any."""
+    out: dict[int, tuple[int, ...]] = {}
+    for label in contains:
+        if not 1 <= label <= n_labels:
+            raise ValueError(f"label {label} contains others but is not a label 1..{n_labels}")
+        seen, todo = {label}, list(contains[label])
+        while todo:
+            inner = todo.pop()
+            if not 1 <= inner <= n_labels:
+                raise ValueError(f"label {label} contains {inner}, not a label 1..{n_labels}")
+            if inner not in seen:
+                seen.add(inner)
+                todo.extend(contains.get(inner, ()))
+        if len(seen) > 1:
+            out[label] = tuple(sorted(seen))
+    return out
+
+
+def _painted_stats(labelmap: np.ndarray, n_labels: int) -> LabelStats:
     labelmap = as_label_map(labelmap)
     n_slices, rows, columns = labelmap.shape
     highest = int(labelmap.max(initial=0))

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pydicom.dataset import Dataset
 
 from dicom_node.contracts import BoxFinding, SegmentDescription
+from dicom_node.errors import PermanentError
+from dicom_node.results.figures import display_name, image_label
 from dicom_node.results.labels import label_stats
 from dicom_node.results.render import choose_key_slices, font, key_slice_pictures, render_slice
+from dicom_node.results.sources import source_volume
 
 MIN_PANEL_PX = 384  # small volumes are zoomed so that labels stay legible
 PANEL_GAP_PX = 6
@@ -29,16 +33,23 @@ def render_preview(
     out_path: Path,
     n_key_slices: int = 3,
     window: tuple[float, float] = (-1000.0, 1000.0),
+    sources: Sequence[Dataset] | None = None,
 ) -> Path:
     """Write ``out_path`` (PNG): ``n_key_slices`` slices of ``hu`` (HU, ``[slice, row, column]``),
     labelled by ``labelmap``, the findings' boxes drawn; ``window`` is (low, high) in HU.
 
     Key slices: those of the detections first, then of the largest structures. Each panel is titled
-    "image N" with N = slice index + 1 (the InstanceNumber of the node's own CT writer).
+    as the PACS names its image, "series 3, image 282" (SeriesNumber, InstanceNumber of
+    ``sources``, the CT headers in the label map's slice order); without ``sources``, "slice k of n".
+    Captions sit on their structure; whole-body structures are listed in each panel's legend.
     """
     if hu.shape != labelmap.shape:
         raise ValueError(f"hu {hu.shape} and labelmap {labelmap.shape} differ in shape")
-    stats = label_stats(labelmap, max((s.segment_number for s in segments), default=0))
+    stats = label_stats(
+        labelmap,
+        max((s.segment_number for s in segments), default=0),
+        {s.segment_number: s.contains for s in segments if s.contains},
+    )
     by_size = sorted(segments, key=lambda s: stats.voxel_count(s.segment_number), reverse=True)
     segment_keys = [k for k in (stats.key_slice(s.segment_number) for s in by_size) if k is not None]
     key_slices = choose_key_slices(
@@ -53,7 +64,7 @@ def render_preview(
             p,
             window=window,
             scale=scale,
-            banner=f"image {p.slice_index + 1}",
+            banner=_image_name(p.slice_index, len(hu), sources),
         )
         for p in pictures
     ]
@@ -64,7 +75,7 @@ def render_preview(
     for panel in panels:
         sheet.paste(panel, (x, 0))
         x += panel.width + PANEL_GAP_PX
-    legend = "  ".join(s.label for s in by_size if stats.voxel_count(s.segment_number))
+    legend = "  ".join(display_name(s) for s in by_size if stats.voxel_count(s.segment_number))
     ImageDraw.Draw(sheet).text(
         (4, height - 20),
         f"AI result preview - not for diagnosis. {legend}",
@@ -77,3 +88,14 @@ def render_preview(
     sheet.save(tmp, format="PNG")
     os.replace(tmp, out_path)
     return out_path
+
+
+def _image_name(slice_index: int, n_slices: int, sources: Sequence[Dataset] | None) -> str:
+    """ "series 3, image 282" as a PACS shows the image (results.figures.image_label)."""
+    if sources is None or len(sources) != n_slices:
+        return f"slice {slice_index + 1} of {n_slices}"
+    try:
+        shape = (n_slices, int(sources[0].Rows), int(sources[0].Columns))
+        return image_label(source_volume(sources, shape), slice_index)
+    except PermanentError:  # headers that do not describe this volume: name it by position
+        return f"slice {slice_index + 1} of {n_slices}"

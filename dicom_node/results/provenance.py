@@ -14,6 +14,7 @@ from datetime import datetime
 from pydicom.dataset import Dataset
 
 from dicom_node.identity import NODE_NAMESPACE
+from dicom_node.results.carried import body_part
 
 
 def stamp_datetime(ds: Dataset, when: datetime) -> None:
@@ -40,15 +41,15 @@ def stamp_datetime(ds: Dataset, when: datetime) -> None:
 
 
 def copy_body_part(target: Dataset, source: Dataset) -> None:
-    """Copy BodyPartExamined; when the CT has none, send Laterality (Type 2C) as the CT does, else
-    empty ("unknown"). highdicom copies neither for GSPS/SC and dciodvfy then reports Laterality
-    missing (dicom-notes.md; PS3.3 C.7.3.1)."""
-    if source.get("BodyPartExamined"):
-        target.BodyPartExamined = source.BodyPartExamined
-        if source.get("Laterality"):
-            target.Laterality = source.Laterality
-    else:
-        target.Laterality = source.get("Laterality", "")
+    """Copy BodyPartExamined (cleaned) and send Laterality (Type 2C, PS3.3 C.7.3.1) where the body
+    part may be paired or is unknown: the CT's "R"/"L", else empty ("unknown"). highdicom copies
+    neither for GSPS/SC; a missing Laterality is a dciodvfy error there, and one present for an
+    unpaired part is one too (dicom-notes.md, issue 12 item 4)."""
+    part, laterality = body_part(source)
+    if part:
+        target.BodyPartExamined = part
+    if laterality is not None:
+        target.Laterality = laterality
 
 
 def uuid_uid(*parts: str) -> str:

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dicom_node.contracts import BoxFinding, SegmentDescription
 from dicom_node.results.coding import FINDING_COLOR_RGB, segment_color
-from dicom_node.results.outline import trace_outline
+from dicom_node.results.figures import display_name
+from dicom_node.results.outline import interior_point, trace_outlines
 
 RGB = tuple[int, int, int]
 SEGMENT_ALPHA = 0.35
@@ -31,7 +32,9 @@ class SlicePicture:
     boxes: list[tuple[tuple[float, float, float, float], RGB]] = field(
         default_factory=list
     )  # left,top,right,bottom
-    captions: list[tuple[tuple[float, float], str, RGB]] = field(default_factory=list)  # (column,row), text
+    # (column, row) the caption is centred on, text, colour
+    captions: list[tuple[tuple[float, float], str, RGB]] = field(default_factory=list)
+    legend: list[tuple[str, RGB]] = field(default_factory=list)  # whole-body structures: listed below
 
 
 def windowed_gray(hu_slice: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -81,8 +84,17 @@ def render_slice(
         )
     text_font = font(max(10, image.height // 40))
     for (x, y), text, colour in picture.captions:
-        position = (float(x) * scale, float(y) * scale)
-        draw.text(position, text, fill=colour, font=text_font, stroke_width=1, stroke_fill=(0, 0, 0))
+        # centred on the anchor, moved only as far as needed to stay inside the image
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=text_font, stroke_width=1)
+        text_width, text_height = x1 - x0, y1 - y0
+        px = min(max(float(x) * scale - text_width / 2, 2), max(image.width - text_width - 2, 2))
+        py = min(max(float(y) * scale - text_height / 2, 2), max(image.height - text_height - 2, 2))
+        draw.text((px, py), text, fill=colour, font=text_font, stroke_width=1, stroke_fill=(0, 0, 0))
+    y_legend = float(image.height - 4)
+    for text, colour in reversed(picture.legend):
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=text_font, stroke_width=1)
+        y_legend -= y1 - y0 + 4
+        draw.text((4, y_legend), text, fill=colour, font=text_font, stroke_width=1, stroke_fill=(0, 0, 0))
     if banner:
         banner_font = font(max(10, image.height // 32))
         draw.text((4, 4), banner, fill=(255, 64, 64), font=banner_font, stroke_width=2, stroke_fill=(0, 0, 0))
@@ -97,31 +109,54 @@ def key_slice_pictures(
     key_slices: Sequence[int],
     captions: dict[int, str] | None = None,
 ) -> list[SlicePicture]:
-    """For each key slice: every segment present blended, outlined and captioned; finding boxes."""
+    """For each key slice: every segment present blended in its colour and every piece of it
+    outlined; a compact structure's caption on the structure itself (its interior point, so the
+    label sits inside the body); whole-body structures (``diffuse``) in the legend; finding boxes
+    with their caption inside the box or just below it."""
     pictures = []
+    contains = {s.segment_number: s.contains for s in segments if s.contains}
     for k in key_slices:
         picture = SlicePicture(slice_index=k)
         present = set(np.unique(labelmap[k]).tolist()) - {0}
         for segment in segments:
-            if segment.segment_number not in present:
+            values = _members(segment.segment_number, contains)
+            if not present & set(values):
                 continue
             colour = segment_color(segment)
-            picture.fills[segment.segment_number] = colour
-            polygon = trace_outline(labelmap[k] == segment.segment_number)
-            picture.outlines.append((polygon, colour))
-            if len(polygon):
-                left, top = float(polygon[:, 0].min()), float(polygon[:, 1].min())
-                text = (captions or {}).get(segment.segment_number, segment.label)
-                picture.captions.append(((left, max(top - 12, 0)), text, colour))
+            text = (captions or {}).get(segment.segment_number, display_name(segment))
+            if segment.segment_number in present:
+                picture.fills[segment.segment_number] = colour
+            mask = np.isin(labelmap[k], values) if len(values) > 1 else labelmap[k] == segment.segment_number
+            for polygon in trace_outlines(mask):
+                picture.outlines.append((polygon, colour))
+            anchor = interior_point(mask)
+            if segment.diffuse or anchor is None:
+                picture.legend.append((text, colour))
+            else:
+                picture.captions.append((anchor, text, colour))
         for finding in findings:
             slice0, row0, column0, slice1, row1, column1 = finding.box_voxels
             if finding.key_slice_index == k or slice0 <= k <= slice1:
                 picture.boxes.append(((column0, row0, column1 + 1, row1 + 1), FINDING_COLOR_RGB))
                 picture.captions.append(
-                    ((column0, row1 + 2), f"{finding.label} ({finding.score:.2f})", FINDING_COLOR_RGB)
+                    (
+                        ((column0 + column1 + 1) / 2, row1 + 1.5),
+                        f"{finding.label} ({finding.score:.2f})",
+                        FINDING_COLOR_RGB,
+                    )
                 )
         pictures.append(picture)
     return pictures
+
+
+def _members(label: int, contains: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    seen, todo = {label}, list(contains.get(label, ()))
+    while todo:
+        inner = todo.pop()
+        if inner not in seen:
+            seen.add(inner)
+            todo.extend(contains.get(inner, ()))
+    return tuple(sorted(seen))
 
 
 def choose_key_slices(

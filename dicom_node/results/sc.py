@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset
 from dicom_node.contracts import AnalysisResult, ResultFile
 from dicom_node.errors import PermanentError
 from dicom_node.result_kinds import ResultKind
-from dicom_node.results.gsps import segment_caption
+from dicom_node.results.charset import initial_character_set
+from dicom_node.results.figures import image_label, segment_figures
 from dicom_node.results.inputs import EncodeInputs, save_dataset
 from dicom_node.results.labels import LabelStats
 from dicom_node.results.provenance import copy_body_part, stamp_datetime
@@ -40,8 +41,14 @@ def orientation_letter(direction: Sequence[float]) -> str:
 
 
 def key_slices_for(stats: LabelStats, analysis: AnalysisResult, n_slices: int) -> list[int]:
-    keys = {k for s in analysis.segments if (k := stats.key_slice(s.segment_number)) is not None}
+    """Key slices of the findings and of the compact structures (a whole-body structure's key
+    slice is where it is largest, which says nothing; it shows on the others anyway)."""
+    keys = {
+        k for s in analysis.segments if not s.diffuse and (k := stats.key_slice(s.segment_number)) is not None
+    }
     keys |= {min(max(f.key_slice_index, 0), n_slices - 1) for f in analysis.findings}
+    if not keys:  # only whole-body structures: show where each is largest
+        keys = {k for s in analysis.segments if (k := stats.key_slice(s.segment_number)) is not None}
     return sorted(keys)
 
 
@@ -56,18 +63,11 @@ def build_sc_images(
     series_number: int,
     manufacturer: str,
     content_datetime: datetime | None = None,
+    character_set: str | None = None,
 ) -> list[hd.sc.SCImage]:
     """One SC image per key slice; ``sop_instance_uid_for(slice_index)`` names each instance."""
     keys = key_slices_for(stats, analysis, hu.shape[0])
-    captions = {
-        s.segment_number: segment_caption(
-            s.label,
-            *_footprint_mm(stats, s.segment_number, volume),
-            stats.voxel_count(s.segment_number) * volume.voxel_volume_ml,
-        )
-        for s in analysis.segments
-        if stats.voxel_count(s.segment_number)
-    }
+    captions = {f.number: f.line for f in segment_figures(stats, analysis, volume)}
     pictures = key_slice_pictures(
         stats.labelmap,
         segments=analysis.segments,
@@ -81,7 +81,13 @@ def build_sc_images(
     for number, picture in enumerate(pictures, start=1):
         k = picture.slice_index
         source = volume.slices[k]
-        rendered = render_slice(hu[k], stats.labelmap[k], picture, window=SC_WINDOW, banner=WARNING_TEXT)
+        rendered = render_slice(
+            hu[k],
+            stats.labelmap[k],
+            picture,
+            window=SC_WINDOW,
+            banner=f"{WARNING_TEXT} - {image_label(volume, k)}",
+        )
         image = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=source.dataset,
             pixel_array=np.asarray(rendered, dtype=np.uint8),
@@ -96,29 +102,18 @@ def build_sc_images(
             pixel_spacing=volume.pixel_spacing_mm,  # type: ignore[arg-type]
             patient_orientation=(row_letter, column_letter),
             transfer_syntax_uid="1.2.840.10008.1.2.1",
+            specific_character_set=character_set or initial_character_set(source.dataset),
         )
-        _describe(image, source.dataset, source.frame_numbers, slice_number=k + 1)
+        _describe(image, source.dataset, source.frame_numbers, image_name=image_label(volume, k))
         stamp_datetime(image, content_datetime or datetime.now())
         images.append(image)
     return images
 
 
-def _footprint_mm(stats: LabelStats, label: int, volume: SourceVolume) -> tuple[float, float]:
-    key = stats.key_slice(label)
-    footprint = stats.footprint(label, key) if key is not None else None
-    if footprint is None:
-        return (0.0, 0.0)
-    row0, column0, row1, column1 = footprint
-    return (
-        (column1 - column0 + 1) * volume.pixel_spacing_mm[1],
-        (row1 - row0 + 1) * volume.pixel_spacing_mm[0],
-    )
-
-
-def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, *, slice_number: int) -> None:
+def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, *, image_name: str) -> None:
     image.ImageType = ["DERIVED", "SECONDARY", "AI_OVERLAY"]
     image.SeriesDescription = WARNING_TEXT
-    image.ImageComments = f"{WARNING_TEXT}. Burned-in AI overlay of CT image {slice_number}."
+    image.ImageComments = f"{WARNING_TEXT}. Burned-in AI overlay of CT {image_name}."
     image.BurnedInAnnotation = "YES"
     image.ConversionType = "WSD"  # workstation (PS3.3 C.8.6.1)
     reference = Dataset()
@@ -149,8 +144,14 @@ def encode_sc(inputs: EncodeInputs, kind: ResultKind, earlier: Sequence[ResultFi
         series_number=kind.series_number,
         manufacturer=inputs.manufacturer,
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
     return [
-        save_dataset(kind, image, inputs.out_dir / f"{kind.role}-{number:03d}.dcm")
+        save_dataset(
+            kind,
+            image,
+            inputs.out_dir / f"{kind.role}-{number:03d}.dcm",
+            source_character_set=inputs.source_character_set,
+        )
         for number, image in enumerate(images, start=1)
     ]

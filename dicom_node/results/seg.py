@@ -38,7 +38,9 @@ from dicom_node.contracts import ResultFile, SegmentDescription
 from dicom_node.errors import PermanentError
 from dicom_node.result_kinds import ResultKind
 from dicom_node.results import explicit_vr as ev
+from dicom_node.results.charset import declare_character_set, initial_character_set
 from dicom_node.results.coding import cielab, code_string, coded, segment_color
+from dicom_node.results.figures import display_name
 from dicom_node.results.inputs import AlgorithmIdentity, EncodeInputs, SkipKind, atomic_write
 from dicom_node.results.labels import LabelStats, as_label_map, label_stats
 from dicom_node.results.provenance import stamp_datetime, uuid_uid
@@ -81,6 +83,10 @@ class SegSeries:
     tracking_uids: Mapping[int, str] | None = None
     dimension_organization_uid: str | None = None
     content_datetime: datetime | None = None
+    # Specific Character Set highdicom declares; None: from the first source (results.charset).
+    # The written object's (0008,0005) is then settled from its text (declare_character_set).
+    character_set: str | None = None
+    source_character_set: tuple[str, ...] = ()  # preferred when the text fits (results.charset)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def segment_descriptions(
             )
         item = hd.seg.SegmentDescription(
             segment_number=s.segment_number,
-            segment_label=s.label[:64],
+            segment_label=display_name(s),
             segmented_property_category=coded(s.category),
             segmented_property_type=coded(s.type),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -135,6 +141,11 @@ def segment_descriptions(
             ]
         out.append(item)
     return out
+
+
+def containment(segments: Sequence[SegmentDescription]) -> dict[int, tuple[int, ...]]:
+    """Segment number -> the segment numbers inside it (``SegmentDescription.contains``)."""
+    return {s.segment_number: s.contains for s in segments if s.contains}
 
 
 def _check_labelmap(labelmap: np.ndarray, segments: Sequence[SegmentDescription]) -> np.ndarray:
@@ -181,6 +192,12 @@ def build_seg(
     labelmap = _check_labelmap(np.asarray(labelmap), segments)
     volume = source_volume(sources, labelmap.shape)  # validates shape and order
     pixel_array = labelmap
+    if seg_type == "binary" and any(s.contains for s in segments):
+        # BINARY segments may overlap (PS3.3 C.8.20.2.3): a segment with others inside it is the
+        # union; highdicom takes one boolean plane per segment. (A LABELMAP SEG cannot overlap: a
+        # containing segment there holds only the voxels no segment inside it claims.)
+        stats = label_stats(labelmap, len(segments), containment(segments))
+        pixel_array = np.stack([stats.mask(s.segment_number, np.s_[:]) for s in segments], axis=-1)
     source_images = list(sources)
     if volume.is_multiframe:
         # highdicom maps mask frames to the source's frames in their stored order.
@@ -240,6 +257,7 @@ def _highdicom_seg(
         ),
         transfer_syntax_uid=transfer_syntax_uid,
         omit_empty_frames=True,
+        specific_character_set=series.character_set or initial_character_set(source_images[0]),
     )
     _finish(
         seg,
@@ -282,11 +300,12 @@ def write_seg(
     if series.content_datetime is None:
         series = replace(series, content_datetime=datetime.now())
     if stats is None:
-        stats = label_stats(labelmap, len(segments))
+        stats = label_stats(labelmap, len(segments), containment(segments))
     if seg_type == "labelmap" or volume.is_multiframe or all(box is None for box in stats.boxes):
         # highdicom end to end: LABELMAP (one frame per slice), Enhanced CT sources, or an empty map
         # (highdicom then encodes empty frames, since a SEG needs at least one).
         seg = build_seg(sources, labelmap, segments, seg_type=seg_type, series=series)
+        declare_character_set(seg, series.source_character_set)
         ev.write_file(out, seg)
         return SegInfo(
             sop_class_uid=str(seg.SOPClassUID),
@@ -333,6 +352,8 @@ def _write_binary_fast(
         # highdicom's position index runs against the slice normal: last slice first.
         frames.extend((segment_number, int(k)) for k in stats.slices_with(segment_number)[::-1])
     skeleton.NumberOfFrames = len(frames)
+    # the per-frame items written below are ASCII only
+    declare_character_set(skeleton, series.source_character_set)
 
     # Elements are written in tag order: pydicom writes the small ones, this module the big sequences.
     source_items = [
@@ -420,7 +441,7 @@ def _write_pixel_data(
             box = stats.box(segment_number)
             assert box is not None
             byte0, byte1 = box.column0 // 8, box.column1 // 8 + 1  # whole bytes around the box
-            mask = labelmap[k, box.row0 : box.row1 + 1, byte0 * 8 : byte1 * 8] == segment_number
+            mask = stats.mask(segment_number, (k, slice(box.row0, box.row1 + 1), slice(byte0 * 8, byte1 * 8)))
             packed[i, box.row0 : box.row1 + 1, byte0:byte1] = np.packbits(mask, axis=1, bitorder="little")
         out.write(packed.data)
     else:
@@ -428,7 +449,7 @@ def _write_pixel_data(
         for start in range(0, len(frames), _CHUNK_FRAMES):
             batch = frames[start : start + _CHUNK_FRAMES]
             for i, (segment_number, k) in enumerate(batch):
-                np.equal(labelmap[k], segment_number, out=chunk[i])
+                chunk[i] = stats.mask(segment_number, k)
             out.write(np.packbits(chunk[: len(batch)], bitorder="little").tobytes())
     if n_bytes % 2:
         out.write(b"\x00")
@@ -465,6 +486,8 @@ def _encode_seg(inputs: EncodeInputs, kind: ResultKind, seg_type: SegType) -> Re
         tracking_uids=inputs.tracking_uids,
         dimension_organization_uid=inputs.uid(f"{kind.role}-dimension-organization"),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
+        source_character_set=inputs.source_character_set,
     )
     written: list[SegInfo] = []
     atomic_write(

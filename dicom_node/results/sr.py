@@ -1,31 +1,31 @@
 """TID 1500 Measurement Report as a Comprehensive 3D SR (PS3.16 TID 1500), built with highdicom.
 
-Content, under the "Imaging Measurements" container:
+Content, under the "Imaging Measurements" container, findings first (issue 14):
 
-* **Planar groups (TID 1410), always** — what viewers show. For every segment, a closed POLYLINE
-  rectangle (SCOORD, pixel coordinates (column, row), PS3.3 C.18.6.1.1) around the segment on its
-  key slice (the slice where it has most voxels), with the box width and depth in mm. For every
-  detection (``BoxFinding``), its box on its key slice with its 3D size, volume and mean HU where
-  known. For every localised report snippet, a CIRCLE (radius 5 mm) around the localised point on
-  its slice. Each SCOORD carries the IMAGE reference of its slice.
-* **Volumetric groups (TID 1411), optional** — one per segment with voxels, referencing the SEG
-  segment (exactly one of region / surface / segment, as TID 1411 requires). Measurements: volume
-  (mL, sum of segmented voxels, computed here from the label map and the source geometry so it
-  matches the SEG it points at), mean and standard deviation of attenuation (HU, from the
-  pipeline's measurements).
-  *The 3D bounding box* follows in a TID 1501 group with the same tracking identifier (TID 1411
-  measurements may not carry coordinates): three length measurements — Width (along the image
-  rows' direction, i.e. across columns), Depth (along the columns' direction, down the rows) and
-  Height (along the slice normal) — each INFERRED FROM an SCOORD3D POLYLINE of two points: the
-  box's first corner and the far end of that edge, in LPS mm of the source Frame of Reference.
-  Corner + the three edges give the whole box (edge to edge around the voxels).
-  OHIF 3.13 crashes on groups without image coordinates (dicom-notes.md), so the "viewer-safe"
-  profile (result kind "sr-planar") leaves them out.
+* **Detections (TID 1410)**: the box on its key slice (cut to the image), width/depth/height and
+  mean HU, the finding site, the sentence. At most four numbers, because OHIF 3.13 labels a
+  drawing with its first five NUM/finding-site lines (OHIF's cornerstone-dicom-sr
+  ``_processTID1410Measurement``: NUM items, then the first SCT 363698007 Finding Site).
+* **Localised report snippets (TID 1410)**: a CIRCLE (radius 5 mm) around the point, on its slice.
+* **Compact structures (TID 1410)**: the outline of the structure on its key slice (largest
+  piece, along the SEG's pixel edges), its volume and attenuation — the figures of
+  results.figures — and itself as finding site, so the viewer names the drawing.
+  Whole-body structures (``SegmentDescription.diffuse``: body, bone, both lungs, vertebrae) get no
+  region: a box from arm to arm means nothing.
+* **Every structure as measurement rows (TID 1411), in the "sr" kind**: referencing its SEG segment
+  (exactly one of region / surface / segment, as TID 1411 requires), volume (sum of the SEG's voxels,
+  with the structures it contains), mean/SD attenuation, its line as a Comment; a compact one also
+  gets its 3D bounding box in a TID 1501 group with the same tracking identifier: Width, Depth,
+  Height, each INFERRED FROM an SCOORD3D POLYLINE (corner + far end of the edge, LPS mm).
+  OHIF 3.13's SR loader reads ``coords[0]`` of every group (cornerstone-dicom-sr); groups without
+  image coordinates have crashed it (OHIF issue 3390, dicom-notes.md) or been skipped with a
+  warning (deploy/orthanc/README.md), so the "sr-planar" kind leaves these out and carries the
+  whole-body figures as text only.
 * Free text: highdicom has no API for TEXT in measurement groups, so each group gets a TEXT item
-  "Comment" (DCM 121106) appended: the segment's description or the finding's sentence. (Not
-  "Finding" (DCM 121071): that concept is the group's coded finding type.) The report summary
-  ("Impression", DCM 121073) and the model's one-line descriptions ("Comment") go into a
-  "Qualitative Evaluations" container (UMLS C0034375, TID 1500 row 12) as TEXT items.
+  "Comment" (DCM 121106) appended. The report summary ("Impression", DCM 121073), each structure's
+  line and the pipeline's other remarks ("Comment") go into a "Qualitative Evaluations" container
+  (UMLS C0034375, TID 1500 row 12); the pipeline's own line for a structure is replaced by the
+  encoders', which counts the SEG's voxels.
 
 UIDs: every tracking UID comes from ``uid_for(role)`` (the bundle derives them from the job id);
 segment groups reuse the SEG segment's Tracking UID so a reader can join SR and SEG.
@@ -54,9 +54,21 @@ from dicom_node.contracts import (
     SnippetLocation,
 )
 from dicom_node.result_kinds import ResultKind
+from dicom_node.results.charset import initial_character_set
 from dicom_node.results.coding import CT_PROCEDURE, UCUM_HU, UCUM_ML, UCUM_MM, coded, long_string
+from dicom_node.results.figures import (
+    SegmentFigures,
+    clamp_slice,
+    clipped_box,
+    display_name,
+    finding_line,
+    image_label,
+    segment_figures,
+    snippet_centre,
+)
 from dicom_node.results.inputs import EncodeInputs, SkipKind, save_dataset
 from dicom_node.results.labels import LabelBox, LabelStats
+from dicom_node.results.outline import trace_outline
 from dicom_node.results.provenance import stamp_datetime, uuid_uid
 from dicom_node.results.sources import SourceVolume
 
@@ -189,6 +201,7 @@ def build_sr(
     series_description: str = "",
     content_datetime: datetime | None = None,
     reference_document: bool = False,
+    character_set: str | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The TID 1500 report for ``analysis`` over ``sources`` (headers in volume order).
 
@@ -199,50 +212,44 @@ def build_sr(
     algorithm = hd.sr.AlgorithmIdentification(
         name=analysis.algorithm_name, version=analysis.algorithm_version
     )
-    measured = {m.segment_number: m for m in analysis.measurements}
+    figures = segment_figures(stats, analysis, volume)
     groups: list[
         hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
         | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
 
-    for segment in analysis.segments:
-        own = _own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm)
-        group = _segment_planar_group(segment, stats, volume=volume, algorithm=own, make_uid=make_uid)
-        if group is not None:
-            groups.append(group)
+    # Findings first (what the radiologist looks for), then snippets, then the organs.
     for index, finding in enumerate(analysis.findings):
         own = _own_algorithm(finding.algorithm_name, finding.algorithm_version, algorithm)
-        groups.append(_finding_group(index, finding, volume=volume, algorithm=own, make_uid=make_uid))
+        group = _finding_group(index, finding, volume=volume, algorithm=own, make_uid=make_uid)
+        if group is not None:
+            groups.append(group)
     for index, snippet in enumerate(analysis.snippets):
         groups.append(_snippet_group(index, snippet, volume=volume, algorithm=algorithm, make_uid=make_uid))
+    for figure in figures:
+        if not figure.segment.diffuse:  # a region only where it means something (issue 14)
+            own = _own_algorithm(figure.segment.algorithm_name, figure.segment.algorithm_version, algorithm)
+            groups.append(
+                _segment_planar_group(figure, stats, volume=volume, algorithm=own, make_uid=make_uid)
+            )
     if include_volumetric_groups and seg is not None:
-        for segment in analysis.segments:
-            box = stats.box(segment.segment_number)
-            if box is None:
-                continue
+        # Every structure as measurement rows referencing its SEG segment; compact ones also get
+        # their 3D bounding box (for a whole-body structure a box says nothing).
+        for figure in figures:
+            segment = figure.segment
             tracking_uid = tracking_uids[segment.segment_number]
+            own = _own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm)
             groups.append(
                 _segment_volumetric_group(
-                    segment,
-                    box,
-                    voxel_count=stats.voxel_count(segment.segment_number),
-                    measurement=measured.get(segment.segment_number),
-                    volume=volume,
-                    seg=seg,
-                    algorithm=_own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm),
-                    tracking_uid=tracking_uid,
+                    figure, volume=volume, seg=seg, algorithm=own, tracking_uid=tracking_uid
                 )
             )
-            groups.append(
-                _segment_box_group(
-                    segment,
-                    box,
-                    volume=volume,
-                    algorithm=_own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm),
-                    tracking_uid=tracking_uid,
+            box = stats.box(segment.segment_number)
+            if not segment.diffuse and box is not None:
+                groups.append(
+                    _segment_box_group(segment, box, volume=volume, algorithm=own, tracking_uid=tracking_uid)
                 )
-            )
 
     if not groups:
         # Nothing found. highdicom needs a measurement group (TID 1500 allows Qualitative
@@ -264,7 +271,11 @@ def build_sr(
         title=codes.DCM.ImagingMeasurementReport,
     )
     texts = [_text(analysis.summary, IMPRESSION)] if analysis.summary else []
-    texts += [_text(t) for t in analysis.descriptions if t]
+    # Every structure's figures in words, as the SEG, GSPS and PDF say them; then the pipeline's
+    # other remarks (detections, prompts it could not serve).
+    texts += [_text(f.line) for f in figures]
+    replaced = tuple(f"{display_name(s)}:" for s in analysis.segments)
+    texts += [_text(t) for t in analysis.descriptions if t and not t.startswith(replaced)]
     if texts:
         evaluations = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
         evaluations.ContentSequence = DicomSequence(texts)
@@ -282,6 +293,7 @@ def build_sr(
         "manufacturer": manufacturer,
         "is_complete": True,
         "is_final": False,  # not verified by a person (PS3.3 C.17.2: VerificationFlag UNVERIFIED)
+        "specific_character_set": character_set or initial_character_set(sources[0]),
     }
     root = report[0]
     if reference_document:
@@ -358,38 +370,56 @@ def _own_algorithm(
 
 
 def _segment_planar_group(
-    segment: SegmentDescription,
+    figure: SegmentFigures,
     stats: LabelStats,
     *,
     volume: SourceVolume,
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
-    key = stats.key_slice(segment.segment_number)
-    box = stats.box(segment.segment_number)
-    if key is None or box is None:
-        return None
-    footprint = stats.footprint(segment.segment_number, key)
-    assert footprint is not None
-    row0, column0, row1, column1 = footprint
-    spacing_row, spacing_column = volume.pixel_spacing_mm
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """A compact structure on its key slice: its outline (the largest piece, along the SEG's pixel
+    edges), its volume and attenuation, and itself as finding site, which is what OHIF labels the
+    drawing with (OHIF 3.13 reads NUM items, then the first SCT 363698007 Finding Site)."""
+    segment = figure.segment
+    key = figure.key_slice
+    assert key is not None
+    outline = trace_outline(stats.mask(segment.segment_number, key))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=make_uid(f"sr-segment-{segment.segment_number}-key-slice"),
-            identifier=long_string(f"{segment.label} key slice"),
+            identifier=long_string(figure.name),
         ),
-        referenced_region=_region(volume, key, "POLYLINE", rectangle_pixels(row0, column0, row1, column1)),
+        referenced_region=_region(volume, key, "POLYLINE", outline.astype(np.float32)),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
+        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
         algorithm_id=algorithm,
-        measurements=[
-            _length(WIDTH, (column1 - column0 + 1) * spacing_column, None, volume),
-            _length(DEPTH, (row1 - row0 + 1) * spacing_row, None, volume),
-        ],
+        # volume and mean only: a viewer prints every NUM as "Attenuation Coefficient: ..." and
+        # cannot tell mean from SD (the SD is in the text and the measurement rows)
+        measurements=_figures_measurements(figure, volume, with_sd=False),
     )
-    if segment.description:
-        _append(group, _text(segment.description))
+    _append(group, _text(figure.line))
     return group
+
+
+def _figures_measurements(
+    figure: SegmentFigures, volume: SourceVolume, *, with_sd: bool = True
+) -> list[hd.sr.Measurement]:
+    """Volume (sum of the SEG's voxels) and mean/SD attenuation: the numbers every object shows."""
+    out = [
+        hd.sr.Measurement(name=VOLUME, value=round(figure.volume_ml, 3), unit=UCUM_ML, method=SUM_OF_VOXELS)
+    ]
+    if figure.mean_hu is not None:
+        out.append(
+            hd.sr.Measurement(name=ATTENUATION, value=round(figure.mean_hu, 1), unit=UCUM_HU, derivation=MEAN)
+        )
+    if figure.std_hu is not None and with_sd:
+        out.append(
+            hd.sr.Measurement(
+                name=ATTENUATION, value=round(figure.std_hu, 1), unit=UCUM_HU, derivation=STANDARD_DEVIATION
+            )
+        )
+    return out
 
 
 def _segment_box_group(
@@ -425,13 +455,17 @@ def _finding_group(
     volume: SourceVolume,
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    slice0, row0, column0, slice1, row1, column1 = finding.box_voxels
-    box = LabelBox(slice0, row0, column0, slice1, row1, column1)
-    key = min(max(finding.key_slice_index, 0), len(volume.slices) - 1)
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | None:
+    """A detection: its box on its key slice (cut to the image), width/depth/height and mean HU
+    (at most four values, so OHIF's five-line label still shows the finding site), the sentence."""
+    clipped = clipped_box(finding.box_voxels, volume)
+    if clipped is None:
+        return None
+    row0, column0, row1, column1 = clipped
+    slice0, _, _, slice1, _, _ = finding.box_voxels
+    box = LabelBox(slice0, *finding.box_voxels[1:3], slice1, *finding.box_voxels[4:6])
+    key = clamp_slice(finding.key_slice_index, volume)
     measurements = [_length(name, value, None, volume) for name, value, _ in box_extents(volume, box)]
-    if finding.volume_ml is not None:
-        measurements.append(hd.sr.Measurement(name=VOLUME, value=round(finding.volume_ml, 3), unit=UCUM_ML))
     measurements.extend(_attenuation(None, mean_hu=finding.mean_hu))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
@@ -444,7 +478,14 @@ def _finding_group(
         algorithm_id=algorithm,
         measurements=measurements,
     )
-    _append(group, _text(f"{finding.text} (score {finding.score:.2f})" if finding.text else finding.label))
+    _append(
+        group,
+        _text(
+            f"{finding.text} ({finding_line(finding, volume)})"
+            if finding.text
+            else finding_line(finding, volume)
+        ),
+    )
     return group
 
 
@@ -456,10 +497,8 @@ def _snippet_group(
     algorithm: hd.sr.AlgorithmIdentification,
     make_uid: Callable[[str], str],
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    key = min(max(snippet.slice_index, 0), len(volume.slices) - 1)
-    _, row, column = volume.to_index(snippet.point_lps_mm)
-    row = float(np.clip(row + 0.5, 0, volume.rows))  # voxel centre → pixel-edge coordinates
-    column = float(np.clip(column + 0.5, 0, volume.columns))
+    key = clamp_slice(snippet.slice_index, volume)
+    column, row = snippet_centre(snippet, volume)  # voxel centre → pixel-edge coordinates
     radius_px = SNIPPET_RADIUS_MM / volume.pixel_spacing_mm[1]
     circle = np.array([[column, row], [min(column + radius_px, volume.columns), row]], dtype=np.float32)
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -469,30 +508,21 @@ def _snippet_group(
         referenced_region=_region(volume, key, "CIRCLE", circle),
         algorithm_id=algorithm,
     )
-    _append(group, _text(f"{snippet.text} (localised to image {key + 1}, score {snippet.score:.2f})"))
+    _append(
+        group, _text(f"{snippet.text} (localised to {image_label(volume, key)}, score {snippet.score:.2f})")
+    )
     return group
 
 
 def _segment_volumetric_group(
-    segment: SegmentDescription,
-    box: LabelBox,
+    figure: SegmentFigures,
     *,
-    voxel_count: int,
-    measurement: SegmentMeasurement | None,
     volume: SourceVolume,
     seg: SegReference,
     algorithm: hd.sr.AlgorithmIdentification,
     tracking_uid: str,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    measurements = [
-        hd.sr.Measurement(
-            name=VOLUME,
-            value=round(voxel_count * volume.voxel_volume_ml, 3),
-            unit=UCUM_ML,
-            method=SUM_OF_VOXELS,
-        ),
-        *_attenuation(measurement),
-    ]
+    segment = figure.segment
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid, identifier=long_string(segment.tracking_id)
@@ -505,11 +535,11 @@ def _segment_volumetric_group(
         ),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
+        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
         algorithm_id=algorithm,
-        measurements=measurements,
+        measurements=_figures_measurements(figure, volume),
     )
-    if segment.description:
-        _append(group, _text(segment.description))
+    _append(group, _text(figure.line))
     return group
 
 
@@ -560,5 +590,8 @@ def _encode(
         include_volumetric_groups=include_volumetric_groups,
         series_description=inputs.series_description(kind),
         content_datetime=inputs.content_datetime,
+        character_set=inputs.character_set,
     )
-    return save_dataset(kind, sr, inputs.out_dir / f"{kind.role}.dcm")
+    return save_dataset(
+        kind, sr, inputs.out_dir / f"{kind.role}.dcm", source_character_set=inputs.source_character_set
+    )

@@ -47,7 +47,8 @@ from scipy import ndimage as ndi
 
 from inference.contracts import ModelOutputs, Request, SegmentOut, Task, Unmatched, VolumeInput
 from inference.describe import describe_segment, describe_summary
-from inference.measure import measure
+from inference.measure import measure, paint
+from inference.measure import region as segment_region
 from inference.pipelines.morphology import (
     Reduced,
     coarsen,
@@ -611,19 +612,25 @@ class AnatomyBasicPipeline:
         for name, reason in anatomy.missing.items():
             unmatched.append(Unmatched(wanted[name], reason))
         t = time.perf_counter()
-        measured = []
-        for name in wanted:
-            mask = anatomy.masks.get(name)
-            if mask is not None:
-                measured.append((name, mask, measure(mask, volume.hu, volume.spacing_mm)))
-        # One label per voxel: paint the largest first so that a structure inside another
-        # (a lung inside the body) keeps its own label; measurements use each full mask.
-        labelmap = np.zeros(volume.hu.shape, dtype=np.uint16)
+        # One label per voxel, largest first, so that a structure inside another (a lung inside
+        # the body) keeps its own label; each structure is then measured on its SEG segment's
+        # voxels: its own label and those of the structures inside it (the body with its lungs
+        # and bone, not the body with holes, nor a mask no object holds).
+        found = sorted(
+            (
+                (name, mask, int(np.count_nonzero(mask)))
+                for name in wanted
+                if (mask := anatomy.masks.get(name)) is not None
+            ),
+            key=lambda item: -item[2],
+        )
         segments: list[SegmentOut] = []
-        for value, (name, mask, m) in enumerate(
-            sorted(measured, key=lambda item: -item[2].voxel_count), start=1
-        ):
-            labelmap[mask] = value
+        if found:
+            labelmap, contains = paint([mask for _, mask, _ in found])
+        else:
+            labelmap, contains = np.zeros(volume.hu.shape, dtype=np.uint16), []
+        for value, (name, _mask, _count) in enumerate(found, start=1):
+            m = measure(segment_region(labelmap, value, contains), volume.hu, volume.spacing_mm)
             structure = STRUCTURES[name]
             segments.append(
                 SegmentOut(
@@ -635,6 +642,7 @@ class AnatomyBasicPipeline:
                     score=1.0,
                     measurements=m,
                     description=describe_segment(name, m),
+                    contains=contains[value - 1],
                 )
             )
         timings = dict(anatomy.timings_s)

@@ -51,22 +51,46 @@ LIVER = CodedConcept(value="10200004", scheme_designator=SCT, meaning="Liver")
 SPLEEN = CodedConcept(value="78961009", scheme_designator=SCT, meaning="Spleen")
 LESION = CodedConcept(value="52988006", scheme_designator=SCT, meaning="Lesion")
 AI = CodedConcept(value="123110", scheme_designator="DCM", meaning="Artificial Intelligence")
+BODY = CodedConcept(value="38266002", scheme_designator=SCT, meaning="Entire body")
+BONE = CodedConcept(value="3138006", scheme_designator=SCT, meaning="Bone")
+TISSUE = CodedConcept(value="85756007", scheme_designator=SCT, meaning="Tissue")
 SEGMENTS = (
     SegmentDescription(
         segment_number=1,
-        label="Liver",
+        label="liver",
         category=ORGAN,
         type=LIVER,
-        tracking_id="liver",
+        tracking_id="Liver",
         color_rgb=(220, 40, 40),
     ),
     SegmentDescription(
         segment_number=2,
-        label="Spleen",
+        label="spleen",
         category=ORGAN,
         type=SPLEEN,
-        tracking_id="spleen",
+        tracking_id="Spleen",
         color_rgb=(40, 200, 60),
+    ),
+    # whole-body structures: the body holds everything inside it (a BINARY SEG with overlapping
+    # segments); neither is drawn as a region in the SR
+    SegmentDescription(
+        segment_number=3,
+        label="body",
+        category=ORGAN,
+        type=BODY,
+        tracking_id="Body",
+        color_rgb=(60, 90, 220),
+        contains=(1, 2, 4),
+        diffuse=True,
+    ),
+    SegmentDescription(
+        segment_number=4,
+        label="bone",
+        category=TISSUE,
+        type=BONE,
+        tracking_id="Bone",
+        color_rgb=(240, 220, 60),
+        diffuse=True,
     ),
 )
 FINDING = BoxFinding(
@@ -100,6 +124,10 @@ def synthetic_study(tmp_path: Path) -> tuple[list[Path], np.ndarray, np.ndarray,
     body = ((yy - rows / 2) / (rows * 0.42)) ** 2 + ((xx - cols / 2) / (cols * 0.45)) ** 2 <= 1
     hu = np.where(body, 30.0, -1000.0).astype(np.float32)
     labelmap = np.zeros(SHAPE, dtype=np.uint8)
+    labelmap[body] = 3
+    spine = (((yy - rows * 0.78) / 10) ** 2 + ((xx - cols / 2) / 10) ** 2) <= 1  # a vertebra-like bone
+    labelmap[spine] = 4
+    hu[spine] = 700.0
     liver = (((zz - 16) / 9) ** 2 + ((yy - 70) / 28) ** 2 + ((xx - 65) / 30) ** 2) <= 1
     spleen = (((zz - 15) / 7) ** 2 + ((yy - 125) / 18) ** 2 + ((xx - 135) / 16) ** 2) <= 1
     labelmap[liver], labelmap[spleen] = 1, 2
@@ -119,8 +147,9 @@ def synthetic_study(tmp_path: Path) -> tuple[list[Path], np.ndarray, np.ndarray,
     sources = [dcmread(p, stop_before_pixels=True) for p in ct]
     voxel_ml = float(np.prod(SPACING_MM)) / 1000
     measurements = []
-    for number in (1, 2):
-        mask = labelmap == number
+    whole = {1: labelmap == 1, 2: labelmap == 2, 3: labelmap > 0, 4: labelmap == 4}
+    for number in (1, 2, 3, 4):
+        mask = whole[number]
         idx = np.argwhere(mask)
         lo, hi = idx.min(axis=0), idx.max(axis=0)
         corner0, corner1 = affine @ [*lo, 1.0], affine @ [*hi, 1.0]
@@ -151,7 +180,8 @@ def synthetic_study(tmp_path: Path) -> tuple[list[Path], np.ndarray, np.ndarray,
         segments=SEGMENTS,
         measurements=tuple(measurements),
         findings=(FINDING,),
-        descriptions=("Liver segmented", "Spleen segmented"),
+        descriptions=(),
+        summary="1 liver lesion; liver, spleen, body and bone measured",
     )
     bundle = encode_results(
         job_id=job_id,
@@ -186,41 +216,87 @@ def test_seg_colours_and_sr_measurements_in_ohif(tmp_path: Path) -> None:
             viewer.open_study(study_uid)
             viewer.screenshot("01-ct.png")
             viewer.load_series(str(seg.SeriesDescription))
-            assert viewer.wait_for_segmentation() == 2
+            assert viewer.wait_for_segmentation() == 4
 
-            for number, colour in expected_rgb.items():
+            # The segmentation panel lists every segment by its name (issue 14 item 2).
+            viewer.page.evaluate("() => document.querySelector('[data-cy=panelSegmentation-btn]').click()")
+            panel = viewer.wait_for(
+                "() => { const t = document.body.innerText; return t.includes('Segmentations') && t; }",
+                timeout_s=30,
+                what="segmentation panel",
+            )
+            viewer.screenshot("02-segmentation-panel.png")
+            for name in ("Liver", "Spleen", "Body", "Bone"):
+                assert name in str(panel).splitlines(), (name, str(panel)[-400:])
+
+            # Each compact segment has its own colour at its centre: on top of the body segment
+            # that holds it (overlapping BINARY segments); the body shows its colour elsewhere.
+            for number in (1, 2, 3):
                 mask = labelmap == number
                 key_slice = int(np.argmax(mask.sum(axis=(1, 2))))
                 rows, cols = np.nonzero(mask[key_slice])
+                if number == 3:  # a point of the body outside every organ and the bone
+                    rows, cols = np.array([int(SHAPE[1] * 0.5)]), np.array([int(SHAPE[2] * 0.85)])
+                    assert labelmap[key_slice, rows[0], cols[0]] == 3
                 centre = affine @ [key_slice, float(rows.mean()), float(cols.mean()), 1.0]
                 x, y = viewer.show_point(sops[key_slice], centre[:3])
-                image = viewer.screenshot(f"02-segment-{number}.png")
-                observed = mean_rgb(image, x, y)
+                observed = mean_rgb(viewer.screenshot(f"03-segment-{number}.png"), x, y)
                 index, similarity = closest_colour(observed, [expected_rgb[n] for n in sorted(expected_rgb)])
                 assert sorted(expected_rgb)[index] == number, (number, observed, expected_rgb)
-                assert similarity > 0.8, (number, observed, colour, similarity)
-                # A point inside the body but outside every segment stays grey.
-                outside = affine @ [key_slice, SHAPE[1] * 0.5, SHAPE[2] * 0.85, 1.0]
-                assert labelmap[key_slice, int(SHAPE[1] * 0.5), int(SHAPE[2] * 0.85)] == 0
-                ox, oy = viewer.show_point(sops[key_slice], outside[:3])
-                grey = np.asarray(mean_rgb(viewer.screenshot(f"03-outside-{number}.png"), ox, oy))
-                assert np.ptp(grey) < 12, grey
+                if number == 3:
+                    assert similarity > 0.8, (number, observed, similarity)
+                else:
+                    # OHIF draws overlapping segments on top of each other, both half transparent:
+                    # an organ inside the body shows the blend of its colour and the body's.
+                    blend = (np.asarray(expected_rgb[number]) + np.asarray(expected_rgb[3])) / 2
+                    _, blended = closest_colour(observed, [blend])
+                    assert blended > 0.8, (number, observed, blend, blended)
+            # Outside the body (air) the CT stays grey.
+            key_slice = FINDING.key_slice_index
+            air = affine @ [key_slice, SHAPE[1] / 2, 4.0, 1.0]  # left of the body, mid-height
+            assert labelmap[key_slice, SHAPE[1] // 2, 4] == 0
+            ax, ay = viewer.show_point(sops[key_slice], air[:3])
+            grey = np.asarray(mean_rgb(viewer.screenshot("04-outside.png"), ax, ay))
+            assert np.ptp(grey) < 12, grey
 
-            # The SR: OHIF draws its planar groups on the CT (annotation text is SVG in the DOM).
+            # The SR: findings first, each compact structure named on its key slice; no region
+            # for the whole-body structures (issue 14 item 1).
             sr_description = str(dcmread(sr_path, stop_before_pixels=True).SeriesDescription)
             viewer.load_series(sr_description)
+            measurements_js = (
+                "() => { const d = window.services.displaySetService.getActiveDisplaySets()"
+                ".find(s => s.Modality === 'SR' && s.measurements && s.measurements.length);"
+                " return d ? d.measurements.map(m => ({id: m.TrackingIdentifier,"
+                " labels: (m.labels || []).map(l => `${l.label}: ${l.value}`),"
+                " points: (m.coords[0] || {}).GraphicData || []})) : null; }"
+            )
+            listed = viewer.wait_for(measurements_js, timeout_s=60, what="SR measurements")
+            ids = [m["id"] for m in listed]
+            assert ids == ["Liver lesion 1", "Liver", "Spleen"], ids  # findings first, then organs
+            sites = {
+                m["id"]: [label for label in m["labels"] if label.startswith("363698007: ")] for m in listed
+            }
+            assert sites == {
+                "Liver lesion 1": ["363698007: Liver"],
+                "Liver": ["363698007: Liver"],
+                "Spleen": ["363698007: Spleen"],
+            }, sites
+            body_columns = np.nonzero(labelmap.max(axis=0) > 0)[1]
+            body_width_px = body_columns.max() - body_columns.min() + 1
+            for m in listed:  # no region as wide as the body (the old box from arm to arm)
+                xs = np.asarray(m["points"], dtype=float)[0::2]
+                assert xs.size and np.ptp(xs) < 0.6 * body_width_px, (m["id"], np.ptp(xs), body_width_px)
+
             lesion_slice = FINDING.key_slice_index
             s0, r0, c0, s1, r1, c1 = FINDING.box_voxels
             lesion_texts = [
                 f"Width: {(c1 - c0 + 1) * SPACING_MM[2]:.2f} mm",
                 f"Depth: {(r1 - r0 + 1) * SPACING_MM[1]:.2f} mm",
                 f"Height: {(s1 - s0 + 1) * SPACING_MM[0]:.2f} mm",
+                "363698007: Liver",
             ]
-            rows, cols = np.nonzero(labelmap[lesion_slice] == 1)
-            liver_texts = [
-                f"Width: {(cols.max() - cols.min() + 1) * SPACING_MM[2]:.2f} mm",
-                f"Depth: {(rows.max() - rows.min() + 1) * SPACING_MM[1]:.2f} mm",
-            ]
+            liver_ml = float((labelmap == 1).sum()) * float(np.prod(SPACING_MM)) / 1000
+            liver_texts = [f"Volume: {round(liver_ml, 3):.2f} ml"]
             svg_text = (
                 "() => Array.from(document.querySelectorAll('svg text')).map(t => t.textContent).join(' | ')"
             )
@@ -238,6 +314,11 @@ def test_seg_colours_and_sr_measurements_in_ohif(tmp_path: Path) -> None:
                     viewer.load_series(sr_description)
             viewer.show_point(sops[lesion_slice], affine[:3, 3])
             shown = str(viewer.page.evaluate(svg_text))
-            viewer.screenshot("04-sr.png")
+            viewer.screenshot("05-sr.png")
+            liver_key = int(np.argmax((labelmap == 1).sum(axis=(1, 2))))
+            if liver_key != lesion_slice:
+                viewer.show_point(sops[liver_key], affine[:3, 3])
+                shown += " | " + str(viewer.page.evaluate(svg_text))
             for text in lesion_texts + liver_texts:
                 assert text in shown, (text, shown)
+            assert "Body" not in shown and "Bone" not in shown and "Entire body" not in shown, shown

@@ -17,21 +17,27 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.uid import JPEGLSLossless
 
 from dicom_node.contracts import ResultRole
 from dicom_node.imaging.reader import load_series
 from tests.support.dcmtk import dciodvfy_errors, dciodvfy_path
 from tests.unit.dicom_node.imaging.cases import write_case
-from tests.unit.dicom_node.results.cases import UID_ROOT, Case, make_case
+from tests.unit.dicom_node.results.cases import UID_ROOT, Case, analysis, make_case
 from tests.unit.dicom_node.results.conftest import ALL_ROLES, Encoded, encode
+
+SUMMARY_ROLES = (ResultRole.PDF, ResultRole.SC_SUMMARY, ResultRole.KOS_KEY_IMAGES)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +55,7 @@ class Study:
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("validators")
     case = make_case(root, geometry="oblique", shape=(12, 64, 80))
-    full = encode(case, root / "full", roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP))
+    full = encode(case, root / "full", roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, *SUMMARY_ROLES))
     planar = encode(case, root / "planar", roles=(ResultRole.SR_PLANAR,))
     return Study(case=case, full=full, planar=planar)
 
@@ -66,7 +72,9 @@ def test_dciodvfy_finds_no_error_in_the_results(study: Study) -> None:
         "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
         "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
         "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
-        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (overlay and summary page)
+        "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+        "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection Document
     }
     errors = {p.name: dciodvfy_errors(p) for p in paths}
     assert {name: e for name, e in errors.items() if e} == {}
@@ -254,3 +262,149 @@ def _concept(code: str) -> pydicom.Dataset:
     concept.CodeValue = code
     item.ConceptNameCodeSequence = [concept]
     return item
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world sources (issue 12 items 2-4): foreign character sets and defective headers
+# ---------------------------------------------------------------------------------------------
+
+
+def _defects(ds: pydicom.Dataset) -> None:
+    """What real CTs from other sites carry: each is a dciodvfy error or warning in the source."""
+    ds.SpecificCharacterSet = ""
+    ds.BodyPartExamined = "knee"  # lower case, and a paired structure ...
+    if "Laterality" in ds:
+        del ds.Laterality  # ... without Laterality
+    ds.PatientSex = "male"
+    ds.StudyDate = "2020-01-02"
+    ds.StudyTime = "12:30:00"
+    ds.PatientBirthDate = "19701332"
+    ds.AccessionNumber = "ACC-0123456789-XYZ"  # SH holds 16
+    ds.StudyID = "STUDY-ID-TOO-LONG-42"
+    ds.PatientAge = "45"
+    # a DS pydicom cannot even parse: written as raw bytes
+    ds._dict[BaseTag(0x00101030)] = RawDataElement(BaseTag(0x00101030), "DS", 8, b"seventy ", 0, False, True)
+    ds.ReferringPhysicianName = "Dr\\Who"
+    ds.InstitutionName = "General Hospital\r\nNorth Wing " + "x" * 70
+    ds.Manufacturer = "Vendor\\Inc"
+    ds.ClinicalTrialSponsorName = "Sponsor only (the module's other Type 1 attributes are missing)"
+    other = pydicom.Dataset()
+    other.PatientID = "X" * 80
+    ds.OtherPatientIDsSequence = [other]
+
+
+def _foreign(name: str, charset: object) -> object:
+    def apply(ds: pydicom.Dataset) -> None:
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        ds.StudyDescription = name.split("=")[-1]
+
+    return apply
+
+
+SOURCE_VARIANTS = {
+    "defective": _defects,
+    "japanese-iso2022": _foreign(
+        "Yamada^Tarou=\u5c71\u7530^\u592a\u90ce=\u3084\u307e\u3060^\u305f\u308d\u3046", ["", "ISO 2022 IR 87"]
+    ),
+    "korean-iso2022": _foreign(
+        "Hong^Gildong=\u6d2a^\u5409\u6d1e=\ud64d^\uae38\ub3d9", ["", "ISO 2022 IR 149"]
+    ),
+    "chinese-gb18030": _foreign("Wang^XiaoDong=\u738b^\u5c0f\u4e1c", "GB18030"),
+    "latin1": _foreign("Buc^J\u00e9r\u00f4me", "ISO_IR 100"),
+    "utf8": _foreign("Wang^XiaoDong=\u738b^\u5c0f\u6771", "ISO_IR 192"),
+}
+
+
+# A patient name only UTF-8 (or GB18030) can hold: DCMTK 3.6.7's dcmpschk rejects multi-byte values
+# in PN and ST (measured: "山田^太郎" under ISO_IR 192 fails, the same under ISO 2022 IR 87
+# passes). The node keeps the source's set where it can, so only these sources' GSPS are affected.
+DCMPSCHK_CANNOT_READ_UTF8 = {"utf8", "chinese-gb18030"}
+results_by_variant: dict[str, bool] = {}
+
+
+@pytest.mark.parametrize("variant", sorted(SOURCE_VARIANTS))
+def test_results_are_dciodvfy_clean_whatever_the_source(tmp_path: Path, variant: str) -> None:
+    """Every result object passes dciodvfy even when the source CT does not, and its text
+    (the source's patient name, the node's "−" and "×") reads back as written."""
+    case = make_case(tmp_path, shape=(6, 32, 40))
+    sources = []
+    for path in case.paths:
+        ds = pydicom.dcmread(path)
+        SOURCE_VARIANTS[variant](ds)  # type: ignore[operator]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.save_as(path)
+        sources.append(pydicom.dcmread(path, stop_before_pixels=True))
+    case.sources = sources
+    if variant == "defective":
+        assert dciodvfy_errors(case.paths[0])  # the source itself is not clean
+    text = "Body: 3334 mL, mean \u2212874 HU, 8 \u00d7 7 mm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected_name = str(sources[0].PatientName)
+    result = encode(
+        case,
+        tmp_path / "out",
+        roles=(*ALL_ROLES, ResultRole.SEG_LABELMAP, ResultRole.SR_PLANAR, *SUMMARY_ROLES),
+        analysis=analysis(case).model_copy(update={"summary": text, "descriptions": (text,)}),
+    )
+    errors = {Path(f.path).name: dciodvfy_errors(Path(f.path)) for f in result.bundle.files}
+    assert {name: e for name, e in errors.items() if e} == {}
+    checked = subprocess.run(
+        [_require("dcmpschk"), str(result.out_dir / "gsps.dcm")], capture_output=True, text=True, timeout=120
+    )
+    dcmpschk_text = checked.stdout + checked.stderr
+    results_by_variant[variant] = "Test passed" in dcmpschk_text
+    if variant not in DCMPSCHK_CANNOT_READ_UTF8:
+        assert "Test passed" in dcmpschk_text, dcmpschk_text
+    for record in result.bundle.files:
+        ds = pydicom.dcmread(record.path)
+        assert str(ds.PatientName) == expected_name, record.role
+        if record.role == ResultRole.SR:
+            texts = [i.TextValue for i in _walk(ds) if "TextValue" in i]
+            assert text in texts
+
+
+def _walk(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
+    out = []
+    for item in ds.get("ContentSequence", []):
+        out.append(item)
+        out.extend(_walk(item))
+    return out
+
+
+def test_the_pdf_summary_renders_with_its_table_and_key_images(study: Study, tmp_path: Path) -> None:
+    """poppler (Debian poppler-utils) reads the Encapsulated PDF: its text has the findings table,
+    each structure's figures and the warning; its page has the coloured key-image thumbnails."""
+    ds = pydicom.dcmread(study.full.out_dir / "pdf.dcm")
+    pdf_path = tmp_path / "summary.pdf"
+    pdf_path.write_bytes(bytes(ds.EncapsulatedDocument)[: int(ds.EncapsulatedDocumentLength)])
+    text = subprocess.run(
+        [_require("pdftotext"), "-layout", str(pdf_path), "-"], capture_output=True, text=True, timeout=60
+    ).stdout
+    finding = study.full.analysis.findings[0]
+    assert "Findings" in text and finding.label in text and "6 \u00d7 5 \u00d7 4 mm" in text
+    assert "Structures" in text and "Liver" in text and "Spleen" in text
+    assert "NOT FOR DIAGNOSIS" in text and "ct-anatomy-basic 1.0.0" in text
+    assert "Key images" in text and "series 1, image" in text
+    sr_texts = [
+        str(i.TextValue) for i in _walk(pydicom.dcmread(study.full.out_dir / "sr.dcm")) if "TextValue" in i
+    ]
+    liver_line = next(t for t in sr_texts if t.startswith("Liver: "))
+    volume = liver_line.split(": ")[1].split(",")[0]  # "3.4 mL": the SR's number is the PDF's
+    assert volume in text
+    out = subprocess.run(
+        [_require("pdftoppm"), "-r", "50", "-png", str(pdf_path), str(tmp_path / "page")],
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    from PIL import Image
+
+    (page_path,) = sorted(tmp_path.glob("page*.png"))
+    page = np.asarray(Image.open(page_path).convert("RGB")).astype(int)
+    assert page.shape[0] > page.shape[1]  # one A4 portrait page
+    dark = (page.sum(axis=2) < 150).sum()
+    colourful = (np.ptp(page, axis=2) > 60).sum()
+    assert dark > 2000 and colourful > 200  # the CT thumbnails and their coloured outlines

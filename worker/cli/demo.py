@@ -229,6 +229,7 @@ def demo(
         segments=analysis.segments,
         findings=analysis.findings,
         out_path=out / "preview.png",
+        sources=series.datasets,
     )
     (out / "demo-result.json").write_text(
         json.dumps(

@@ -143,6 +143,7 @@ def infer(
         segments=written.analysis.segments,
         findings=written.analysis.findings,
         out_path=out_dir / "preview.png",
+        sources=series.datasets,
     )
     click.echo(f"{pipeline} {outputs.model_version} on {len(paths)} images ({series.hu.shape[0]} slices)")
     for seg in outputs.segments:

@@ -20,10 +20,28 @@ from dicom_node.contracts import (
     SnippetLocation,
 )
 from inference.contracts import Code, Measurements, ModelOutputs, VolumeInput
+from inference.vocabulary import STRUCTURES
 
 # CID 7162 Surface Processing Algorithm Families
 AI_FAMILY = CodedConcept(value="123110", scheme_designator="DCM", meaning="Artificial Intelligence")
 MORPHOLOGY_FAMILY = CodedConcept(value="123104", scheme_designator="DCM", meaning="Morphological Operations")
+
+
+# Structures that are whole-body or scattered whatever the vocabulary says of them: a region drawn
+# around them (a box from arm to arm, one vertebra for the whole column) says nothing (issue 14).
+WHOLE_BODY_NAMES = frozenset({"vertebrae", "ribs"})
+
+
+def is_diffuse(name: str, *, contains: bool) -> bool:
+    """Whether a structure is reported by its figures only (SegmentDescription.diffuse): the body
+    and tissues (vocabulary kinds "region", "tissue"), unions of separate parts ("lungs",
+    "kidneys", "bone"), anything with other structures inside it, the vertebral column, the ribs."""
+    structure = STRUCTURES.get(name)
+    if contains or name in WHOLE_BODY_NAMES:
+        return True
+    if structure is None:
+        return False
+    return structure.kind in ("region", "tissue") or structure.is_composite
 
 
 def coded(code: Code) -> CodedConcept:
@@ -69,22 +87,27 @@ def to_analysis(
     present = [s for s in outputs.segments if s.measurements.voxel_count > 0]
     dtype = np.uint8 if len(present) < 256 else np.uint16
     remap = np.zeros(int(outputs.labelmap.max(initial=0)) + 1, dtype=dtype)
+    number_of = {seg.label_value: number for number, seg in enumerate(present, start=1)}
     segments: list[SegmentDescription] = []
     measurements: list[SegmentMeasurement] = []
     for number, seg in enumerate(present, start=1):
         remap[seg.label_value] = number
+        contains = tuple(sorted(number_of[v] for v in seg.contains if v in number_of))
         segments.append(
             SegmentDescription(
                 segment_number=number,
                 label=seg.name,
                 category=coded(seg.category),
                 type=coded(seg.type),
-                tracking_id=f"{seg.name} #{number}",
+                # the one name of the structure (results.figures.display_name), not "liver #3"
+                tracking_id=seg.name[:1].upper() + seg.name[1:],
                 color_rgb=colors.get(seg.name),
                 description=seg.description,
                 type_modifier=None if seg.type_modifier is None else coded(seg.type_modifier),
                 algorithm_name=seg.algorithm_name,
                 algorithm_version=seg.algorithm_version,
+                contains=contains,
+                diffuse=is_diffuse(seg.name, contains=bool(contains)),
             )
         )
         measurements.append(_measurement(number, seg.measurements, volume))
@@ -123,6 +146,8 @@ def to_analysis(
         )
         for loc in outputs.localisations
     ]
+    # (The encoders write each structure's line again from the SEG's voxels and leave the
+    # pipeline's line for it out of the report: results.figures, sr.build_sr.)
     descriptions = [s.description for s in present if s.description]
     descriptions += [d.description for d in outputs.detections if d.description]
     descriptions += [f"Prompt '{u.prompt}': {u.reason}" for u in outputs.unmatched]
@@ -137,6 +162,7 @@ def to_analysis(
         snippets=tuple(snippets),
         descriptions=tuple(descriptions),
         summary=outputs.summary,
+        research_grade=ai_model,
         labelmap_path=str(labelmap_path),
         timings_s=dict(outputs.timings_s),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.measure import bbox, components, largest_component, measure
+from inference.measure import bbox, components, largest_component, measure, paint, region
 
 
 def test_cube_volume_bbox_extent_and_hu() -> None:
@@ -64,3 +64,22 @@ def test_largest_component() -> None:
     out = largest_component(mask)
     assert out.sum() == 27 and not out[0, 0, 0]
     assert not largest_component(np.zeros((2, 2, 2), dtype=bool)).any()
+
+
+def test_paint_nests_structures_and_region_adds_them_back() -> None:
+    shape = (4, 20, 20)
+    body = np.zeros(shape, bool)
+    body[:, 2:18, 2:18] = True
+    bone = np.zeros(shape, bool)
+    bone[:, 8:12, 1:12] = True  # pokes one column of 11 out of the body: still inside it (>= 90%)
+    lung = np.zeros(shape, bool)
+    lung[:, 4:8, 10:16] = True
+    outside = np.zeros(shape, bool)
+    outside[:, 0:2, 0:20] = True  # a strip along the edge, mostly outside the body
+    labelmap, contains = paint([body, outside, lung, bone])
+    assert contains[0] == (3, 4)  # body contains lung and bone, not the strip
+    assert contains[1:] == [(), (), ()]
+    whole = region(labelmap, 1, contains)
+    assert int(whole.sum()) == int((labelmap == 1).sum() + (labelmap == 3).sum() + (labelmap == 4).sum())
+    assert whole[:, 8:12, 1].all()  # the bone voxel outside the body mask belongs to the body now
+    assert np.array_equal(region(labelmap, 3, contains), lung)

@@ -3,13 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
 from dicom_node.contracts import ResultRole
 from dicom_node.results.coding import FINDING_COLOR_RGB
+from dicom_node.results.figures import image_label
 from dicom_node.results.preview import render_preview
+from dicom_node.results.render import key_slice_pictures
 from dicom_node.results.sc import WARNING_TEXT
+from dicom_node.results.sources import source_volume
 from tests.unit.dicom_node.results.cases import SEGMENTS, analysis, make_case
 from tests.unit.dicom_node.results.conftest import Encoded, encode
 
@@ -87,3 +91,40 @@ def test_preview_rejects_mismatched_shapes(tmp_path: Path) -> None:
             findings=(),
             out_path=tmp_path / "x.png",
         )
+
+
+def test_images_are_named_as_the_pacs_shows_them(tmp_path: Path) -> None:
+    """Issue 12 item 12: "image 5" where the PACS shows Instance 282. Captions and comments use
+    the source's SeriesNumber and InstanceNumber, whatever the slice's position in the volume."""
+    case = make_case(tmp_path, shape=(7, 24, 32))
+    for k, ds in enumerate(case.sources):
+        ds.InstanceNumber = 300 - 3 * k  # a PACS numbering that runs against the slice order
+        ds.SeriesNumber = 3
+    volume = source_volume(case.sources, case.labelmap.shape)
+    assert image_label(volume, 2) == "series 3, image 294"
+    encoded = encode(case, tmp_path / "out", roles=(ResultRole.SC,))
+    for record in encoded.bundle.files:
+        sc = pydicom.dcmread(record.path)
+        source_uid = sc.SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = next(i for i, ds in enumerate(case.sources) if ds.SOPInstanceUID == source_uid)
+        assert f"series 3, image {300 - 3 * k}." in sc.ImageComments
+    path = render_preview(
+        case.hu,
+        case.labelmap,
+        segments=SEGMENTS,
+        findings=(),
+        out_path=tmp_path / "p.png",
+        sources=case.sources,
+    )
+    assert path.exists()
+
+
+def test_every_piece_is_outlined(tmp_path: Path) -> None:
+    """Ribs: one structure in several pieces on a slice; each piece is outlined, not the largest."""
+    labelmap = np.zeros((1, 20, 40), dtype=np.uint8)
+    for column in (4, 14, 24, 34):
+        labelmap[0, 5:9, column : column + 3] = 1
+    (picture,) = key_slice_pictures(labelmap, segments=SEGMENTS[:1], findings=(), key_slices=[0])
+    assert len(picture.outlines) == 4
+    (anchor, _, _) = picture.captions[0]
+    assert labelmap[0, int(anchor[1]), int(anchor[0])] == 1  # the caption sits on the structure

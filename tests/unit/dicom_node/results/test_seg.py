@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from dicom_node.contracts import ResultRole
 from dicom_node.errors import PermanentError
 from dicom_node.results.coding import cielab
 from dicom_node.results.seg import (
@@ -21,6 +22,7 @@ from dicom_node.results.seg import (
     write_seg,
 )
 from tests.unit.dicom_node.results.cases import ALGORITHM, SEGMENTS, UID_ROOT, WHEN, Case, make_case
+from tests.unit.dicom_node.results.conftest import encode
 from tests.unit.dicom_node.results.dataset_diff import dataset_differences
 
 SERIES = SegSeries(
@@ -184,3 +186,88 @@ def test_inconsistent_inputs_are_permanent_errors(tmp_path: Path) -> None:
         write_seg(io.BytesIO(), case.sources[::-1], case.labelmap, SEGMENTS, series=SERIES)
     with pytest.raises(PermanentError, match="segment numbers"):
         write_seg(io.BytesIO(), case.sources, case.labelmap, SEGMENTS[1:], series=SERIES)
+
+
+def test_a_segment_holds_what_lies_inside_it_and_every_object_says_the_same_numbers(tmp_path: Path) -> None:
+    """Issue 12 item 11: the body with the liver inside it. The BINARY SEG's body has no hole at
+    the liver; the SR's coded volume, its text and the GSPS caption count the same voxels."""
+    from dicom_node.contracts import SegmentMeasurement
+    from dicom_node.results.figures import format_volume_ml, plain
+    from tests.unit.dicom_node.results.cases import ORGAN, analysis
+
+    case = make_case(tmp_path, shape=(7, 24, 32))
+    labelmap = np.zeros_like(case.labelmap)
+    labelmap[1:6, 2:22, 2:30] = 1  # body
+    labelmap[2:5, 6:12, 8:16] = 2  # liver, inside it
+    case.labelmap = labelmap
+    body_mask = labelmap > 0
+    voxel_ml = abs(float(np.linalg.det(case.affine[:3, :3]))) / 1000
+    base = analysis(case)
+    body = base.segments[0].model_copy(
+        update={"label": "Body", "type": ORGAN, "contains": (2,), "diffuse": True, "description": ""}
+    )
+    liver = base.segments[1].model_copy(update={"label": "Liver", "type": base.segments[0].type})
+    measurements = tuple(
+        SegmentMeasurement(
+            segment_number=n,
+            volume_ml=float(m.sum()) * voxel_ml,
+            mean_hu=float(case.hu[m].mean()),
+            std_hu=float(case.hu[m].std()),
+            voxel_count=int(m.sum()),
+            bbox_voxels=(0, 0, 0, 1, 1, 1),
+            bbox_lps_mm=(0.0, 0.0, 0.0, 1.0, 1.0, 1.0),
+        )
+        for n, m in ((1, body_mask), (2, labelmap == 2))
+    )
+    result = base.model_copy(
+        update={"segments": (body, liver), "measurements": measurements, "findings": (), "snippets": ()}
+    )
+    encoded = encode(
+        case,
+        tmp_path / "out",
+        analysis=result,
+        roles=(ResultRole.SEG, ResultRole.SEG_LABELMAP, ResultRole.SR, ResultRole.GSPS),
+    )
+    seg = encoded.dataset("seg.dcm")
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), *labelmap.shape[1:]).astype(bool)
+    by_uid = {str(ds.SOPInstanceUID): k for k, ds in enumerate(case.sources)}
+    rebuilt = np.zeros(labelmap.shape, dtype=bool)
+    for index, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        if int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber) == 1:
+            uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            rebuilt[by_uid[str(uid)]] = frames[index]
+    np.testing.assert_array_equal(rebuilt, body_mask)  # no hole where the liver is
+    painted = encoded.dataset("seg-labelmap.dcm").pixel_array
+    assert (painted == 1).sum() == (labelmap == 1).sum()  # a LABELMAP cannot overlap: painted only
+
+    sr = encoded.dataset("sr.dcm")
+    body_ml = float(body_mask.sum()) * voxel_ml
+    volumes, texts = [], []
+    for item in sr.ContentSequence:
+        for group in item.get("ContentSequence", []):
+            concepts = [str(i.ConceptNameCodeSequence[0].CodeValue) for i in group.get("ContentSequence", [])]
+            if (
+                "121191" in concepts
+                and group.ContentSequence[concepts.index("121071")].ConceptCodeSequence[0].CodeValue
+                == ORGAN.value
+            ):
+                volumes.append(
+                    float(
+                        group.ContentSequence[concepts.index("118565006")]
+                        .MeasuredValueSequence[0]
+                        .NumericValue
+                    )
+                )
+            texts += [str(i.TextValue) for i in group.get("ContentSequence", []) if i.ValueType == "TEXT"]
+    assert volumes == [pytest.approx(body_ml, abs=1e-3)]
+    assert any(t.startswith(f"Body: {format_volume_ml(body_ml)}, mean") for t in texts)
+    gsps = encoded.dataset("gsps.dcm")
+    captions = [
+        str(t.UnformattedTextValue)
+        for a in gsps.GraphicAnnotationSequence
+        for t in a.get("TextObjectSequence", [])
+    ]
+    liver_lines = [t for t in texts if t.startswith("Liver: ")]
+    assert captions == [
+        plain(liver_lines[0])
+    ]  # the body (whole-body) is not drawn; the liver says the SR's words

@@ -9,6 +9,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicom_node.contracts import ResultRole
+from dicom_node.results.figures import format_hu, format_volume_ml
 from dicom_node.results.labels import label_stats
 from dicom_node.results.sources import source_volume
 from dicom_node.results.sr import SegReference, build_sr
@@ -78,7 +79,13 @@ def test_volumetric_groups_measure_the_label_map_and_point_at_the_seg(encoded: E
         assert derivations["Mean"] == pytest.approx(measured[segment.segment_number].mean_hu, abs=0.05)
         expected_sd = measured[segment.segment_number].std_hu
         assert derivations["Standard Deviation"] == pytest.approx(expected_sd, abs=0.05)
-    assert _text(volumetric[0], "121106") == "Liver: block"  # Comment
+        # the comment says the same numbers in words (issue 12 item 11)
+        mean, sd = measured[segment.segment_number].mean_hu, measured[segment.segment_number].std_hu
+        expected_line = (
+            f"{segment.label}: {format_volume_ml(count * _voxel_ml(encoded.case.affine))}, "
+            f"mean {format_hu(mean)} (SD {round(sd)})"
+        )
+        assert _text(group, "121106") == expected_line
 
 
 def test_bounding_box_group_gives_edges_in_lps(encoded: Encoded) -> None:
@@ -155,8 +162,12 @@ def test_summary_and_descriptions_are_qualitative_text(encoded: Encoded) -> None
     sr = encoded.dataset("sr.dcm")
     (evaluations,) = [i for i in sr.ContentSequence if _code(i) == "C0034375"]
     texts = [(_code(i), i.TextValue) for i in evaluations.ContentSequence]
-    descriptions = [("121106", d) for d in encoded.analysis.descriptions]
-    assert texts == [("121073", encoded.analysis.summary), *descriptions]
+    # the pipeline's own lines for the structures are replaced by the encoders' (same numbers as
+    # the SEG); here all three name a structure
+    descriptions: list[tuple[str, str]] = []
+    lines = [t for code, t in texts[1 : 1 + 2]]
+    assert [line.split(":")[0] for line in lines] == ["Liver", "Spleen"]  # each structure's figures
+    assert texts == [("121073", encoded.analysis.summary), *[("121106", t) for t in lines], *descriptions]
     assert sr.VerificationFlag == "UNVERIFIED" and sr.CompletionFlag == "COMPLETE"
     assert sr.SeriesDescription == "AI SR - ct-anatomy-basic 1.0.0"
 
@@ -203,3 +214,32 @@ def test_fast_document_equals_highdicom_document(tmp_path: Path) -> None:
         pydicom.dcmwrite(buffer, sr, enforce_file_format=True)
         documents.append(pydicom.dcmread(io.BytesIO(buffer.getvalue())))
     assert dataset_differences(documents[1], documents[0]) == []
+
+
+def test_findings_first_then_organs_and_no_region_for_whole_body_structures(tmp_path: Path) -> None:
+    """Issue 14: findings lead; a diffuse structure (the "spleen" here marked whole-body) gets
+    measurement rows but no planar region; a compact one names itself as finding site."""
+    case = make_case(tmp_path, shape=(7, 24, 32))
+    result = analysis(case)
+    segments = tuple(s.model_copy(update={"diffuse": s.segment_number == 2}) for s in result.segments)
+    full = encode(case, tmp_path / "full", analysis=result.model_copy(update={"segments": segments}))
+    planar = encode(
+        case,
+        tmp_path / "planar",
+        analysis=result.model_copy(update={"segments": segments}),
+        roles=(ResultRole.SR_PLANAR,),
+    )
+    groups = _groups(full.dataset("sr.dcm"))
+    kinds = [_finding_type(g) for g in groups]
+    assert kinds[0] == "52988006"  # the lesion first
+    regions = [g for g in groups if _items(g, "111030")]
+    assert "78961009" not in [_finding_type(g) for g in regions]  # no region around the spleen
+    assert "78961009" in [_finding_type(g) for g in groups if _items(g, "121191")]  # but its rows
+    liver = next(g for g in regions if _finding_type(g) == "10200004")
+    site = _items(liver, "363698007")[0].ConceptCodeSequence[0]
+    assert (site.CodeValue, site.CodeMeaning) == ("10200004", "Liver")
+    assert len(_items(liver, "118565006")) == 1  # its volume on the drawing
+    planar_groups = _groups(planar.dataset("sr-planar.dcm"))
+    assert "78961009" not in [_finding_type(g) for g in planar_groups]
+    (evaluations,) = [i for i in planar.dataset("sr-planar.dcm").ContentSequence if _code(i) == "C0034375"]
+    assert any(str(i.TextValue).startswith("Spleen: ") for i in evaluations.ContentSequence)

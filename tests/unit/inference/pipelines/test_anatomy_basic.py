@@ -104,6 +104,31 @@ def test_pipeline_outputs(chest: SynthCase) -> None:
     assert "right lung" in out.summary
 
 
+def test_one_definition_per_structure(chest: SynthCase) -> None:
+    """Issue 12 item 11: a structure's numbers count exactly the voxels its SEG segment holds —
+    its own label and those of the structures inside it (the body with its lungs and bone)."""
+    pipeline = get_pipeline("ct-anatomy-basic")
+    volume = VolumeInput(chest.hu, chest.affine_lps)
+    names = ["body", "lungs", "left lung", "right lung", "airway", "bone"]
+    out = pipeline.run(volume, [Request(Task.SEG, n) for n in names])
+    by_name = {s.name: s for s in out.segments}
+    body, lungs = by_name["body"], by_name["lungs"]
+    others = {by_name[n].label_value for n in names if n != "body"}
+    # everything painted lies inside the body ("lungs" has no voxel of its own: left and right
+    # are painted over it, and it holds them)
+    assert set(body.contains) == others - {lungs.label_value}
+    assert set(lungs.contains) == {by_name["left lung"].label_value, by_name["right lung"].label_value}
+    for segment in out.segments:
+        values = {segment.label_value, *segment.contains}
+        voxels = np.isin(out.labelmap, sorted(values))
+        assert segment.measurements.voxel_count == int(voxels.sum()), segment.name
+        assert segment.measurements.mean_hu == pytest.approx(float(chest.hu[voxels].mean()), abs=1e-3)
+    whole = out.labelmap > 0
+    assert body.measurements.voxel_count == int(whole.sum())  # no hole at the bone
+    bone_hu = float(chest.hu[out.labelmap == by_name["bone"].label_value].mean())
+    assert bone_hu > 200 and body.measurements.mean_hu < bone_hu
+
+
 def test_not_a_ct_volume_is_reported_not_raised() -> None:
     air = np.full((12, 64, 64), -1000.0, dtype=np.float32)
     out = AnatomyBasicPipeline().run(VolumeInput(air, np.diag([5.0, 2.0, 2.0, 1.0])), [])
