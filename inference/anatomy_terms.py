@@ -70,7 +70,8 @@ CLASS_ALIASES: dict[str, str] = {
     "kidney cyst right": "kidney cyst",
 }
 
-# Parts given to entries of the core vocabulary (a group is the union of its finer classes).
+# Subdivisions given to entries of the core vocabulary (``Structure.subdivisions``: the finer
+# classes models segment; the core entries' ``parts`` stay as they were).
 EXTRA_PARTS: dict[str, tuple[str, ...]] = {
     "vertebrae": ("cervical spine", "thoracic spine", "lumbar spine", "s1 vertebra"),
     "ribs": ("left ribs", "right ribs"),

@@ -57,14 +57,14 @@ def answerable(structure: Structure, known: set[str]) -> bool:
     """Whether models knowing ``known`` (canonical names) can answer ``structure``."""
     if structure.name in known:
         return True
-    return bool(structure.parts) and any(answerable(STRUCTURES[p], known) for p in structure.parts)
+    return any(answerable(STRUCTURES[p], known) for p in (*structure.parts, *structure.subdivisions))
 
 
 def _sources(structure: Structure, index: dict[str, list[_Source]]) -> list[_Source]:
     if structure.name in index:
         return index[structure.name]
     out: list[_Source] = []
-    for part in structure.parts:
+    for part in (*structure.parts, *structure.subdivisions):
         out.extend(_sources(STRUCTURES[part], index))
     return out
 

@@ -90,6 +90,10 @@ class Structure:
     parts: tuple[str, ...] = ()
     finding_site: Code | None = None
     description: str = ""  # one anatomical sentence used in captions
+    # Finer structures a model may segment separately (a lung's lobes, the spine's levels, the two
+    # sides of a bone the core vocabulary names once). Unlike ``parts`` they do not make this a
+    # union of separate structures (``is_composite`` stays False): prompts resolve through them.
+    subdivisions: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -504,7 +508,7 @@ def _extra() -> tuple[Structure, ...]:
     from inference.anatomy_terms import EXTRA_PARTS, extra_structures
 
     core = tuple(
-        replace(s, parts=EXTRA_PARTS[s.name]) if s.name in EXTRA_PARTS else s for s in _CORE_STRUCTURES
+        replace(s, subdivisions=EXTRA_PARTS[s.name]) if s.name in EXTRA_PARTS else s for s in _CORE_STRUCTURES
     )
     return (*core, *extra_structures())
 
@@ -556,9 +560,8 @@ def _lateral_variant(base: Structure, side: Laterality) -> Structure | None:
     is none or several ("left" + "heart" would be both left atrium and left ventricle)."""
     if base.laterality == side:
         return base
-    found = [
-        p for p in (STRUCTURES.get(part) for part in base.parts) if p is not None and p.laterality == side
-    ]
+    finer = (*base.parts, *base.subdivisions)
+    found = [p for p in (STRUCTURES.get(part) for part in finer) if p is not None and p.laterality == side]
     return found[0] if len(found) == 1 else None
 
 
@@ -615,10 +618,11 @@ def resolve(text: str) -> Structure | None:
 
 def leaves(structure: Structure) -> tuple[Structure, ...]:
     """The finest structures ``structure`` is the union of (itself when it has no parts)."""
-    if not structure.parts:
+    finer = (*structure.parts, *structure.subdivisions)
+    if not finer:
         return (structure,)
     out: list[Structure] = []
-    for part in structure.parts:
+    for part in finer:
         out.extend(leaves(STRUCTURES[part]))
     return tuple(dict.fromkeys(out))
 

@@ -201,8 +201,15 @@ def test_colours_are_rgb_bytes() -> None:
 
 def test_composite_parts_exist() -> None:
     for entry in STRUCTURES.values():
-        for part in entry.parts:
+        for part in (*entry.parts, *entry.subdivisions):
             assert part in STRUCTURES, (entry.name, part)
+
+
+def test_subdivided_core_entries_are_no_unions() -> None:
+    # A lung split into lobes is still one organ (reported and drawn as one), unlike "lungs".
+    assert not STRUCTURES["left lung"].is_composite and STRUCTURES["left lung"].subdivisions
+    assert not STRUCTURES["heart"].is_composite and not STRUCTURES["hip"].is_composite
+    assert STRUCTURES["lungs"].is_composite
 
 
 def test_captions_are_seeded_and_name_the_structure() -> None:
