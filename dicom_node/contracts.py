@@ -231,6 +231,12 @@ class SegmentDescription(Contract):
     tracking_id: str
     color_rgb: tuple[int, int, int] | None = None
     description: str = ""
+    # Segmented Property Type Modifier (laterality, CID 244), nested in the type item (C.8.20.2)
+    type_modifier: CodedConcept | None = None
+    # The algorithm that produced this segment when it is not the analysis' own (a composed
+    # answer of several models): Segment Algorithm Name/Version (PS3.3 C.8.20.2, Table 10-19).
+    algorithm_name: str = ""
+    algorithm_version: str = ""
     # Segment numbers of the structures lying inside this one (the lungs, bone and airway inside
     # the body): their voxels belong to this segment too. The label map holds one label per voxel,
     # so this is how a BINARY SEG gets the whole body without holes where the bone is, and how the
@@ -268,6 +274,8 @@ class BoxFinding(Contract):
     mean_hu: float | None = None
     finding_site: CodedConcept | None = None
     segment_number: int | None = None
+    algorithm_name: str = ""  # as SegmentDescription: empty = the analysis' own algorithm
+    algorithm_version: str = ""
 
 
 class SnippetLocation(Contract):

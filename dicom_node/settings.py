@@ -293,10 +293,12 @@ DestinationSettings = Annotated[
 
 
 class ModelSettings(Section):
-    # Folder holding unified-ct.safetensors and unified-ct.card.json; None = the project's
-    # configs/models (or $CTNODE_MODEL_DIR). Job ids carry the version read from this card.
+    # The model directory: unified-ct's checkpoint and card, and installed/<name>/ for every model
+    # `ctnode model import` installed (nnU-Net, TotalSegmentator, MONAI bundles), each with its card.
+    # None = the project's configs/models (or $CTNODE_MODEL_DIR). Each entry point sets it once per
+    # process, so job ids (routing) and the weights a worker loads read the same cards.
     directory: Path | None = None
-    # The grid the model runs on (3 mm coarse, 1.5 mm look-closer) comes from its checkpoint's card.
+    # Where every torch pipeline runs: "auto" takes the GPU when there is one.
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

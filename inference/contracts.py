@@ -83,6 +83,13 @@ class SegmentOut:
     score: float
     measurements: Measurements
     description: str  # words grounded in the measurements
+    # Segmented Property Type Modifier (laterality, PS3.3 C.8.20.2), e.g. Left for "left kidney"
+    type_modifier: Code | None = None
+    # The algorithm that produced this segment (PS3.3 C.8.20.2 Segment Algorithm Name/Version):
+    # empty = the pipeline's own (ModelOutputs.model_name/version); set when a pipeline composes
+    # the answers of several models (``pipeline: auto``, TotalSegmentator's parts).
+    algorithm_name: str = ""
+    algorithm_version: str = ""
     # label values of the structures lying inside this one (the lungs and bone inside the body):
     # the label map holds one label per voxel, so their voxels belong to this structure too, and
     # ``measurements`` count them (one definition per structure, issue 12 item 11)
@@ -102,6 +109,8 @@ class DetectionOut:
     finding_site: Code | None
     measurements: Measurements | None
     description: str
+    algorithm_name: str = ""  # as SegmentOut: empty = the pipeline's own
+    algorithm_version: str = ""
 
 
 @dataclass(frozen=True)

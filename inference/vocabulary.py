@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from inference.anatomy_terms import CLASS_ALIASES
 from inference.contracts import Code
 
 __all__ = [
@@ -44,8 +45,10 @@ __all__ = [
     "Structure",
     "all_entries",
     "captions_for",
+    "leaves",
     "lookup",
     "normalise",
+    "resolve",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +90,10 @@ class Structure:
     parts: tuple[str, ...] = ()
     finding_site: Code | None = None
     description: str = ""  # one anatomical sentence used in captions
+    # Finer structures a model may segment separately (a lung's lobes, the spine's levels, the two
+    # sides of a bone the core vocabulary names once). Unlike ``parts`` they do not make this a
+    # union of separate structures (``is_composite`` stays False): prompts resolve through them.
+    subdivisions: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -110,8 +117,10 @@ def _s(
     parts: Sequence[str] = (),
     finding_site: Code | None = None,
     description: str = "",
+    precoordinated: bool = False,
 ) -> Structure:
-    modifier = {None: None, "left": LEFT, "right": RIGHT}[laterality]
+    # A pre-coordinated lateral concept ("Left atrium") carries its side in the type itself.
+    modifier = None if precoordinated else {None: None, "left": LEFT, "right": RIGHT}[laterality]
     return Structure(
         name=name,
         category=category,
@@ -138,7 +147,7 @@ def _sct(pair: tuple[str, str]) -> Code:
 
 # Canonical anatomy. Synonyms are whole phrases after normalise(); laterality words are handled
 # by lookup() ("left renal" -> "left kidney"), so lateral entries list only their own phrasing.
-_STRUCTURE_LIST: tuple[Structure, ...] = (
+_CORE_STRUCTURES: tuple[Structure, ...] = (
     _s(
         "body",
         ("38266002", "Entire body"),
@@ -491,6 +500,20 @@ _LESION_LIST: tuple[Structure, ...] = (
     ),
 )
 
+
+def _extra() -> tuple[Structure, ...]:
+    """The core entries with their finer parts, then the rest of CT anatomy (``anatomy_terms``)."""
+    from dataclasses import replace
+
+    from inference.anatomy_terms import EXTRA_PARTS, extra_structures
+
+    core = tuple(
+        replace(s, subdivisions=EXTRA_PARTS[s.name]) if s.name in EXTRA_PARTS else s for s in _CORE_STRUCTURES
+    )
+    return (*core, *extra_structures())
+
+
+_STRUCTURE_LIST: tuple[Structure, ...] = _extra()
 STRUCTURES: dict[str, Structure] = {s.name: s for s in _STRUCTURE_LIST}
 LESIONS: dict[str, Structure] = {s.name: s for s in _LESION_LIST}
 
@@ -533,13 +556,24 @@ _INDEX = _build_index()
 
 
 def _lateral_variant(base: Structure, side: Laterality) -> Structure | None:
+    """The one part of ``base`` on ``side`` ("left" + "kidneys" → "left kidney"); None when there
+    is none or several ("left" + "heart" would be both left atrium and left ventricle)."""
     if base.laterality == side:
         return base
-    for part in base.parts:
-        candidate = STRUCTURES.get(part)
-        if candidate is not None and candidate.laterality == side:
-            return candidate
-    return None
+    finer = (*base.parts, *base.subdivisions)
+    found = [p for p in (STRUCTURES.get(part) for part in finer) if p is not None and p.laterality == side]
+    return found[0] if len(found) == 1 else None
+
+
+def _indexed(key: str) -> Structure | None:
+    hit = _INDEX.get(key)
+    if hit is None and key in CLASS_ALIASES:
+        hit = (
+            STRUCTURES[CLASS_ALIASES[key]]
+            if CLASS_ALIASES[key] in STRUCTURES
+            else LESIONS[CLASS_ALIASES[key]]
+        )
+    return hit
 
 
 def lookup(text: str) -> Structure | None:
@@ -551,7 +585,7 @@ def lookup(text: str) -> Structure | None:
     key = normalise(text)
     if not key:
         return None
-    hit = _INDEX.get(key)
+    hit = _indexed(key)
     if hit is not None:
         return hit
     words = key.split()
@@ -559,10 +593,38 @@ def lookup(text: str) -> Structure | None:
     if len(sides) == 1:
         side: Laterality = "left" if "left" in sides else "right"
         rest = " ".join(w for w in words if w not in _LATERAL_WORDS)
-        base = _INDEX.get(rest)
+        base = _indexed(rest)
         if base is not None:
             return _lateral_variant(base, side)
     return None
+
+
+# Words that say "a structure" without saying which: "left renal organ", "hepatic tissue".
+_GENERIC_WORDS = frozenset({"organ", "organs", "structure", "structures", "region", "tissue", "parenchyma"})
+
+
+def resolve(text: str) -> Structure | None:
+    """:func:`lookup`, then once more without generic words ("left renal organ" → left kidney).
+
+    Used to route a prompt to the model that knows the structure; :func:`lookup` itself stays
+    exact (the research model decides by embedding what it does not find there).
+    """
+    hit = lookup(text)
+    if hit is not None:
+        return hit
+    words = [w for w in normalise(text).split() if w not in _GENERIC_WORDS]
+    return lookup(" ".join(words)) if words else None
+
+
+def leaves(structure: Structure) -> tuple[Structure, ...]:
+    """The finest structures ``structure`` is the union of (itself when it has no parts)."""
+    finer = (*structure.parts, *structure.subdivisions)
+    if not finer:
+        return (structure,)
+    out: list[Structure] = []
+    for part in finer:
+        out.extend(leaves(STRUCTURES[part]))
+    return tuple(dict.fromkeys(out))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,20 +114,33 @@ def segment_descriptions(
     if numbers != list(range(1, len(segments) + 1)):
         # PS3.3 C.8.20.2.1: segment numbers start at 1 and increase by 1; they are the label values.
         raise PermanentError(f"segment numbers must be 1..{len(segments)} in order, got {numbers}")
-    return [
-        hd.seg.SegmentDescription(
+    out = []
+    for s in segments:
+        own = algorithm_sequence
+        if s.algorithm_name:  # a composed answer names the model behind each segment
+            own = hd.AlgorithmIdentificationSequence(
+                name=s.algorithm_name[:64],
+                family=coded(algorithm.family),
+                version=(s.algorithm_version or algorithm.version)[:64],
+            )
+        item = hd.seg.SegmentDescription(
             segment_number=s.segment_number,
             segment_label=display_name(s),
             segmented_property_category=coded(s.category),
             segmented_property_type=coded(s.type),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm_sequence,
+            algorithm_identification=own,
             tracking_id=s.tracking_id,
             tracking_uid=tracking_uids[s.segment_number],
             display_color=cielab(segment_color(s)),
         )
-        for s in segments
-    ]
+        if s.type_modifier is not None:
+            # PS3.3 C.8.20.2: the modifier sits inside the Segmented Property Type Code Sequence item
+            item.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                coded(s.type_modifier)
+            ]
+        out.append(item)
+    return out
 
 
 def containment(segments: Sequence[SegmentDescription]) -> dict[int, tuple[int, ...]]:

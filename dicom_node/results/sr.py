@@ -221,15 +221,17 @@ def build_sr(
 
     # Findings first (what the radiologist looks for), then snippets, then the organs.
     for index, finding in enumerate(analysis.findings):
-        group = _finding_group(index, finding, volume=volume, algorithm=algorithm, make_uid=make_uid)
+        own = _own_algorithm(finding.algorithm_name, finding.algorithm_version, algorithm)
+        group = _finding_group(index, finding, volume=volume, algorithm=own, make_uid=make_uid)
         if group is not None:
             groups.append(group)
     for index, snippet in enumerate(analysis.snippets):
         groups.append(_snippet_group(index, snippet, volume=volume, algorithm=algorithm, make_uid=make_uid))
     for figure in figures:
         if not figure.segment.diffuse:  # a region only where it means something (issue 14)
+            own = _own_algorithm(figure.segment.algorithm_name, figure.segment.algorithm_version, algorithm)
             groups.append(
-                _segment_planar_group(figure, stats, volume=volume, algorithm=algorithm, make_uid=make_uid)
+                _segment_planar_group(figure, stats, volume=volume, algorithm=own, make_uid=make_uid)
             )
     if include_volumetric_groups and seg is not None:
         # Every structure as measurement rows referencing its SEG segment; compact ones also get
@@ -237,17 +239,16 @@ def build_sr(
         for figure in figures:
             segment = figure.segment
             tracking_uid = tracking_uids[segment.segment_number]
+            own = _own_algorithm(segment.algorithm_name, segment.algorithm_version, algorithm)
             groups.append(
                 _segment_volumetric_group(
-                    figure, volume=volume, seg=seg, algorithm=algorithm, tracking_uid=tracking_uid
+                    figure, volume=volume, seg=seg, algorithm=own, tracking_uid=tracking_uid
                 )
             )
             box = stats.box(segment.segment_number)
             if not segment.diffuse and box is not None:
                 groups.append(
-                    _segment_box_group(
-                        segment, box, volume=volume, algorithm=algorithm, tracking_uid=tracking_uid
-                    )
+                    _segment_box_group(segment, box, volume=volume, algorithm=own, tracking_uid=tracking_uid)
                 )
 
     if not groups:
@@ -356,6 +357,16 @@ def _stub(source: Dataset, seg: SegReference) -> Dataset:
     ds.SeriesInstanceUID = seg.series_instance_uid
     ds.StudyInstanceUID = source.StudyInstanceUID
     return ds
+
+
+def _own_algorithm(
+    name: str, version: str, default: hd.sr.AlgorithmIdentification
+) -> hd.sr.AlgorithmIdentification:
+    """The algorithm of one group (TID 4019): the segment's or finding's own when a composed
+    answer names it, else the analysis' algorithm."""
+    if not name:
+        return default
+    return hd.sr.AlgorithmIdentification(name=name[:64], version=(version or "unknown")[:64])
 
 
 def _segment_planar_group(

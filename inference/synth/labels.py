@@ -99,6 +99,15 @@ def composites_present(present: dict[int, str]) -> tuple[str, ...]:
     names = set(present.values())
     out = ["body"] if names else []
     for structure in STRUCTURES.values():
-        if structure.parts and any(p in names for p in atomic_parts(structure.name)):
+        # A label of its own is no composite here, even where the vocabulary splits it finer
+        # (vertebrae by level, lungs by lobe); a group of structures these maps do not label
+        # (lumbar spine, ribs by number) has no meaning on them.
+        if not structure.parts or structure.name in STRUCTURE_LABELS:
+            continue
+        try:
+            parts = atomic_parts(structure.name)
+        except KeyError:
+            continue
+        if any(p in names for p in parts):
             out.append(structure.name)
     return tuple(out)

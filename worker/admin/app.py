@@ -45,6 +45,7 @@ from worker.context import WorkerContext
 from worker.node.destinations import destination_overview
 from worker.node.requeue import RequeueRefused, cancel, requeue
 from worker.node.reroute import RerouteRefused, reroute
+from worker.pipeline_choice import readiness_detail
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def readiness(ctx: WorkerContext, rules: RulesWatch) -> dict[str, Any]:
     check("broker", broker)
     check("rules", rules_loaded)
     check("staging_disk", disk)
+    check("pipelines", lambda: readiness_detail(ctx.rules()))
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
 
 

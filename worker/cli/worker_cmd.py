@@ -35,6 +35,13 @@ def worker(
     unknown = [q for q in queues.split(",") if q and q not in QUEUES]
     if unknown:
         raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    from worker.context import use_model_directory
+    from worker.pipeline_choice import problems_for_settings
+
+    use_model_directory(settings)
+    for problem in problems_for_settings(settings):  # loud at start: weights not installed
+        level = "warning" if problem.fallback else "ERROR"
+        click.echo(f"ctnode worker: {level}: {problem}", err=True)
     app = make_celery(settings)
     runtime = WorkerRuntime(settings, queues=[q for q in queues.split(",") if q])
     register(app, runtime)

@@ -103,6 +103,9 @@ def to_analysis(
                 tracking_id=seg.name[:1].upper() + seg.name[1:],
                 color_rgb=colors.get(seg.name),
                 description=seg.description,
+                type_modifier=None if seg.type_modifier is None else coded(seg.type_modifier),
+                algorithm_name=seg.algorithm_name,
+                algorithm_version=seg.algorithm_version,
                 contains=contains,
                 diffuse=is_diffuse(seg.name, contains=bool(contains)),
             )
@@ -129,6 +132,8 @@ def to_analysis(
                 volume_ml=None if m is None else round(m.volume_ml, 3),
                 mean_hu=None if m is None else round(m.mean_hu, 2),
                 finding_site=None if det.finding_site is None else coded(det.finding_site),
+                algorithm_name=det.algorithm_name,
+                algorithm_version=det.algorithm_version,
             )
         )
     snippets = [

@@ -32,6 +32,7 @@ from dicom_node.routing.match import RoutingDecision, evaluate
 from dicom_node.routing.plan import plan_jobs
 from inference.registry import pipeline_version
 from worker.context import WorkerContext
+from worker.pipeline_choice import with_fallbacks
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def route_study(
     manifest = study_manifest(ctx, stable)
     store.record_manifest(manifest)  # headers only: lets an admin replay draft rules on it
     rules = ctx.rules()
-    decision = evaluate(manifest, rules)
+    decision = with_fallbacks(evaluate(manifest, rules))
     versions = {m.pipeline: pipeline_version(m.pipeline) for m in decision.matches}
     jobs = plan_jobs(manifest, decision, ruleset_digest=rules.digest, model_versions=versions, created_at=now)
     policies = {m.rule_name: m.late_series for m in decision.matches}

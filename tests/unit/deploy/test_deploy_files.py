@@ -106,7 +106,7 @@ def test_compose_ports_match_the_settings() -> None:
 
     rules = load_rules(
         REPO / "configs" / "routing.yaml",
-        known_pipelines=["unified-ct", "ct-anatomy-basic"],
+        known_pipelines=["unified-ct", "ct-anatomy-basic", "totalsegmentator", "totalsegmentator-fast"],
         known_destinations=settings.destinations.keys(),
     )
     assert rules.rules

@@ -14,6 +14,8 @@ from dicom_node.routing.rules import RuleSet, rules_json_schema
 
 REPO = Path(__file__).resolve().parents[4]
 PIPELINES = {"ct-anatomy-basic", "unified-ct"}
+# what the shipped rules name (TotalSegmentator falls back to ct-anatomy-basic when not installed)
+SHIPPED_PIPELINES = PIPELINES | {"totalsegmentator", "totalsegmentator-fast"}
 DESTINATIONS = {"pacs", "research"}
 
 GOOD = """\
@@ -289,7 +291,7 @@ def test_rule_order_is_meaning() -> None:
 
 def test_shipped_rules_load_with_the_demo_destination() -> None:
     rules = load_rules(
-        REPO / "configs" / "routing.yaml", known_pipelines=PIPELINES, known_destinations={"pacs"}
+        REPO / "configs" / "routing.yaml", known_pipelines=SHIPPED_PIPELINES, known_destinations={"pacs"}
     )
     names = [r.name for r in rules.rules]
     assert {"ct-chest-abdomen", "ct-any-fallback"} <= set(names)
@@ -301,7 +303,9 @@ def test_shipped_rules_load_with_the_demo_destination() -> None:
 
 def test_shipped_rules_without_destinations_fail_clearly() -> None:
     with pytest.raises(RulesConfigError) as info:
-        load_rules(REPO / "configs" / "routing.yaml", known_pipelines=PIPELINES, known_destinations=())
+        load_rules(
+            REPO / "configs" / "routing.yaml", known_pipelines=SHIPPED_PIPELINES, known_destinations=()
+        )
     assert all("unknown destination 'pacs'" in p.message for p in info.value.problems)
 
 

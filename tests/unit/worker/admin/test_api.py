@@ -45,7 +45,7 @@ def test_health_is_anonymous_and_openapi_is_published(node: Node) -> None:
     assert node.client.get("/healthz").json() == {"status": "ok"}
     ready = node.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    assert set(ready.json()["checks"]) == {"job_store", "broker", "rules", "staging_disk"}
+    assert set(ready.json()["checks"]) == {"job_store", "broker", "rules", "staging_disk", "pipelines"}
     spec = node.client.get("/api/openapi.json").json()
     assert "/api/jobs/{job_id}/requeue" in spec["paths"] and "/api/rules/replay" in spec["paths"]
 

@@ -25,8 +25,9 @@ STUDY = SOURCE_ROOT + "500"
 @pytest.fixture(autouse=True)
 def _pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
     # The inference registry lists only pipelines whose implementation is importable; these tests
-    # are about rules, so they name the two pipelines the product ships.
-    monkeypatch.setattr(rules_cli, "known_pipelines", lambda: ["ct-anatomy-basic", "unified-ct"])
+    # are about rules, so they name the pipelines the product ships.
+    shipped = ["ct-anatomy-basic", "unified-ct", "totalsegmentator", "totalsegmentator-fast"]
+    monkeypatch.setattr(rules_cli, "known_pipelines", lambda: shipped)
     monkeypatch.setattr(rules_cli, "model_version", lambda name: f"{name}-v1")
     monkeypatch.delenv("CTNODE_CONFIG", raising=False)
 
@@ -136,16 +137,16 @@ def test_test_prints_the_fired_rule_and_the_job(node_config: Path, tmp_path: Pat
     assert code == 0, out
     lines = out.splitlines()
     fired = lines.index(
-        "FIRES    ct-chest-abdomen (line 70) → pipeline unified-ct, routine, destinations [pacs]"
+        "FIRES    ct-chest-abdomen (line 75) → pipeline totalsegmentator, routine, destinations [pacs]"
     )
     assert lines[fired + 1].strip() == f"series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]"
     assert "✓ modality CT ∈ [CT]" in lines[fired + 2]
     assert "✓ slice thickness 1.0 mm within [0.5, 5.0]" in out
     # rules are listed in file order, fired or not
     assert (
-        lines.index("no match er-ct-stat (line 37)")
+        lines.index("no match er-ct-stat (line 42)")
         < fired
-        < lines.index("no match ct-any-fallback (line 86)")
+        < lines.index("no match ct-any-fallback (line 91)")
     )
     assert f"selected series 2 'Thorax 1.0 B31f' [{SOURCE_ROOT}501]: thinnest (1.0 mm) of 2 passing" in out
     # the STAT rule needs the ER calling AE: it says so
@@ -154,7 +155,7 @@ def test_test_prints_the_fired_rule_and_the_job(node_config: Path, tmp_path: Pat
     assert "not tried: rule 'ct-chest-abdomen' fired before it" in out
     assert "node result, not input" in out
     assert "Skipped 1 files" in out and "README.txt" in out
-    assert f"unified-ct (model unified-ct-v1) on series {SOURCE_ROOT}501" in out
+    assert f"totalsegmentator (model totalsegmentator-v1) on series {SOURCE_ROOT}501" in out
     assert "Dry run: nothing was queued or sent." in out
 
 

@@ -1,0 +1,1 @@
+"""MONAI bundles as pipelines (``bundle:<name>``): segmentation and RetinaNet-style detection."""
