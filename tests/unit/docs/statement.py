@@ -150,3 +150,18 @@ def implementation_row(tables: dict[str, Table], where: str) -> dict[str, str]:
     rows = [row for row in table.rows if plain(row["Where"]).startswith(where)]
     assert len(rows) == 1, f"{table.where()}: one row starting {where!r} expected"
     return rows[0]
+
+
+RESULT_FILES = "File Meta of result files"
+
+
+def result_file_implementation_row(tables: dict[str, Table], role: str) -> dict[str, str]:
+    """The implementation-identification row for the result files of ``role``: the row starting
+    "File Meta of result files" that names the role in backticks, else the one naming no role."""
+    table = tables["implementation-identification"]
+    rows = [row for row in table.rows if plain(row["Where"]).startswith(RESULT_FILES)]
+    named = [row for row in rows if role in re.findall(r"`([^`]+)`", row["Where"])]
+    generic = [row for row in rows if not re.findall(r"`([^`]+)`", row["Where"])]
+    assert len(generic) == 1, f"{table.where()}: one row {RESULT_FILES!r} naming no result kind expected"
+    assert len(named) <= 1, f"{table.where()}: result kind {role!r} is named in {len(named)} rows"
+    return named[0] if named else generic[0]

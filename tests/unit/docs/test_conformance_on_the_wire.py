@@ -37,6 +37,7 @@ from dicom_node.errors import PermanentError
 from dicom_node.ingest.scp import StoreSCP
 from dicom_node.ingest.sop_classes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
 from dicom_node.results.bundle import encode_results
+from dicom_node.results.rejection import build_rejection_note
 from dicom_node.settings import (
     DicomDestinationSettings,
     DicomSettings,
@@ -53,6 +54,7 @@ from tests.unit.docs.statement import (
     leading_int,
     markdown_row,
     plain,
+    result_file_implementation_row,
     scp_sop_classes,
     scu_sop_classes,
     sop_class_name,
@@ -338,14 +340,28 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> Encoded:
     return _encode(tmp_path_factory.mktemp("conformance"))
 
 
-def test_written_objects_match_the_result_kinds_table(encoded: Encoded, tables: dict[str, Table]) -> None:
+def test_written_objects_match_the_result_kinds_table(
+    encoded: Encoded, tables: dict[str, Table], tmp_path: Path
+) -> None:
     table = tables["result-kinds"]
     rows = {plain(row["Role"]): row for row in table.rows}
-    implementation = implementation_row(tables, "File Meta of result files")
+    # The rejection note is never part of a job's results: the withdraw step builds it from the
+    # superseded job's files (worker/steps/withdraw.py); built here the same way.
+    note = build_rejection_note(
+        list(encoded.files),
+        superseded_job_id=JOB_ID,
+        destination="pacs",
+        description="Withdrawn by ct-ai-node: superseded \u2212 a test",
+        out_dir=tmp_path / "withdrawals",
+        uid_root=UID_ROOT,
+        manufacturer="ct-ai-node",
+    )
     written: dict[str, int] = {}
-    for f in encoded.files:
+    for f in (*encoded.files, note):
         written[f.role] = written.get(f.role, 0) + 1
+        assert f.role in rows, f"{table.where()}: {f.role} wrote an object but has no row"
         row = rows[f.role]
+        implementation = result_file_implementation_row(tables, f.role)
         ds = pydicom.dcmread(f.path, stop_before_pixels=True)
         assert ds.SOPClassUID == uid_in(row["SOP Class UID"])
         assert ds.Modality == plain(row["Modality"]), (
@@ -363,6 +379,8 @@ def test_written_objects_match_the_result_kinds_table(encoded: Encoded, tables: 
         if plain(rows[role]["Instances per job"]) == "1":
             assert count == 1, f"{table.where()}: {role} wrote {count} instances"
     assert {"seg", "sr", "gsps"} <= set(written), "the test case should produce the default objects"
+    not_written = {kind.role for kind in builtin_kinds()} - set(written)
+    assert not not_written, f"the test case should produce every built-in kind; missing {sorted(not_written)}"
 
 
 # ---------------------------------------------------------------------------------------------
