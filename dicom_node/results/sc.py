@@ -3,7 +3,8 @@
 One RGB Secondary Capture image per key slice (each structure's and each detection's key slice),
 in a new series: the windowed CT with the segments blended in their SEG colours, outlines, boxes and
 captions burned in, and a red "AI OVERLAY - NOT FOR DIAGNOSIS" banner. The same warning is in
-SeriesDescription and ImageComments, BurnedInAnnotation is YES, ImageType DERIVED\\SECONDARY, and
+SeriesDescription and ImageComments, ImageType DERIVED\\SECONDARY, BurnedInAnnotation NO (PS3.3
+C.7.6.1.1.4: it says whether the pixels identify the patient, and nothing burned in here does), and
 each image references the CT slice it was made from (Source Image Sequence).
 """
 
@@ -114,7 +115,7 @@ def _describe(image: Dataset, source: Dataset, frame_numbers: list[int] | None, 
     image.ImageType = ["DERIVED", "SECONDARY", "AI_OVERLAY"]
     image.SeriesDescription = WARNING_TEXT
     image.ImageComments = f"{WARNING_TEXT}. Burned-in AI overlay of CT {image_name}."
-    image.BurnedInAnnotation = "YES"
+    image.BurnedInAnnotation = "NO"  # the overlay's text names structures and images, never the patient
     image.ConversionType = "WSD"  # workstation (PS3.3 C.8.6.1)
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID

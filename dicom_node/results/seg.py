@@ -148,6 +148,12 @@ def containment(segments: Sequence[SegmentDescription]) -> dict[int, tuple[int, 
     return {s.segment_number: s.contains for s in segments if s.contains}
 
 
+def _segments_overlap(labelmap: np.ndarray, segments: Sequence[SegmentDescription]) -> bool:
+    """True when a segment holds voxels of another (a containing segment with a non-empty inner one)."""
+    inner = sorted({n for s in segments for n in s.contains})
+    return bool(inner) and bool(np.isin(labelmap, inner).any())
+
+
 def _check_labelmap(labelmap: np.ndarray, segments: Sequence[SegmentDescription]) -> np.ndarray:
     try:
         labelmap = as_label_map(labelmap)
@@ -200,9 +206,10 @@ def build_seg(
         pixel_array = np.stack([stats.mask(s.segment_number, np.s_[:]) for s in segments], axis=-1)
     source_images = list(sources)
     if volume.is_multiframe:
-        # highdicom maps mask frames to the source's frames in their stored order.
+        # highdicom maps mask frames to the source's frames in their stored order (the stacked
+        # masks of overlapping segments included).
         order = np.argsort([s.frame_number or 0 for s in volume.slices])
-        pixel_array = labelmap[order]
+        pixel_array = pixel_array[order]
         source_images = [sources[0]]
     return _highdicom_seg(
         source_images,
@@ -338,6 +345,11 @@ def _write_binary_fast(
         seg_type="binary",
         series=series,
     )
+    if _segments_overlap(labelmap, segments):
+        # The anchor slice was handed over as a label map, which cannot overlap; the frames written
+        # below hold each containing segment with what is inside it (PS3.3 C.8.20.2.3), as the
+        # stacked masks build_seg gives highdicom, which then says YES.
+        skeleton.SegmentsOverlap = "YES"
     # The bulky parts are encoded here: references to every source, per-frame groups, pixels.
     del skeleton[_PER_FRAME_TAG]
     del skeleton[_PIXEL_DATA_TAG]

@@ -98,6 +98,13 @@ class SegReference:
 SEG_SOP_CLASSES = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE})
 
 
+def _finding_site(segment: SegmentDescription) -> hd.sr.FindingSite:
+    """The segment's type as finding site, with its laterality (TID 1419 row 3: Laterality, CID 244)
+    where the SEG codes one as a Segmented Property Type Modifier."""
+    laterality = coded(segment.type_modifier) if segment.type_modifier is not None else None
+    return hd.sr.FindingSite(coded(segment.type), laterality=laterality)
+
+
 def _text(value: str, name: hd.sr.CodedConcept = COMMENT) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=value, relationship_type="CONTAINS")
 
@@ -392,7 +399,7 @@ def _segment_planar_group(
         referenced_region=_region(volume, key, "POLYLINE", outline.astype(np.float32)),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
-        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
+        finding_sites=[_finding_site(segment)],
         algorithm_id=algorithm,
         # volume and mean only: a viewer prints every NUM as "Attenuation Coefficient: ..." and
         # cannot tell mean from SD (the SD is in the text and the measurement rows)
@@ -535,7 +542,7 @@ def _segment_volumetric_group(
         ),
         finding_type=coded(segment.type),
         finding_category=coded(segment.category),
-        finding_sites=[hd.sr.FindingSite(coded(segment.type))],
+        finding_sites=[_finding_site(segment)],
         algorithm_id=algorithm,
         measurements=_figures_measurements(figure, volume),
     )

@@ -41,7 +41,7 @@ def test_sc_images_are_rgb_overlays_of_the_key_slices(overlays: Encoded) -> None
         assert image.PhotometricInterpretation == "RGB" and image.SamplesPerPixel == 3
         assert (image.Rows, image.Columns) == labelmap.shape[1:]
         assert WARNING_TEXT in image.SeriesDescription and WARNING_TEXT in image.ImageComments
-        assert image.BurnedInAnnotation == "YES"
+        assert image.BurnedInAnnotation == "NO"  # nothing burned in identifies the patient
         assert image.SourceImageSequence[0].ReferencedSOPInstanceUID == encoded.case.sources[k].SOPInstanceUID
         assert image.PatientID == encoded.case.sources[0].PatientID
         assert image.StudyInstanceUID == encoded.case.sources[0].StudyInstanceUID

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from dicom_node.contracts import ResultRole
+from dicom_node.contracts import ResultRole, SegmentDescription
 from dicom_node.errors import PermanentError
 from dicom_node.results.coding import cielab
 from dicom_node.results.seg import (
@@ -271,3 +271,54 @@ def test_a_segment_holds_what_lies_inside_it_and_every_object_says_the_same_numb
     assert captions == [
         plain(liver_lines[0])
     ]  # the body (whole-body) is not drawn; the liver says the SR's words
+
+
+def _containing_case(tmp_path: Path) -> tuple[Case, list[SegmentDescription]]:
+    """Segment 1 contains segment 2 (a body with an organ in it): the BINARY SEG overlaps."""
+    case = make_case(tmp_path, shape=(6, 16, 24))
+    labelmap = np.zeros_like(case.labelmap)
+    labelmap[1:5, 2:14, 2:22] = 1
+    labelmap[2:4, 5:9, 6:12] = 2
+    case.labelmap = labelmap
+    segments = [SEGMENTS[0].model_copy(update={"contains": (2,)}), SEGMENTS[1]]
+    return case, segments
+
+
+def test_a_segment_with_others_inside_overlaps_them_in_both_paths(tmp_path: Path) -> None:
+    """PS3.3 C.8.20.2.3: the body segment holds the organ inside it, so Segments Overlap is YES in
+    the fast path as in highdicom's (the fast path used to say NO), and the bytes stay identical."""
+    case, segments = _containing_case(tmp_path)
+    fast = io.BytesIO()
+    write_seg(fast, case.sources, case.labelmap, segments, series=SERIES)
+    reference = io.BytesIO()
+    pydicom.dcmwrite(
+        reference, build_seg(case.sources, case.labelmap, segments, series=SERIES), enforce_file_format=True
+    )
+    seg = pydicom.dcmread(io.BytesIO(fast.getvalue()))
+    assert seg.SegmentsOverlap == "YES"
+    assert fast.getvalue() == reference.getvalue()
+
+
+def test_enhanced_ct_keeps_what_a_segment_contains(tmp_path: Path) -> None:
+    """Multi-frame sources used to drop the stacked masks: the body lost the organ inside it."""
+    case, segments = _containing_case(tmp_path)
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in case.paths],
+        series_instance_uid=UID_ROOT + "80",
+        series_number=80,
+        sop_instance_uid=UID_ROOT + "81",
+        instance_number=1,
+    )
+    header = _round_trip(enhanced)
+    del header.PixelData
+    buffer = io.BytesIO()
+    write_seg(buffer, [header] * case.labelmap.shape[0], case.labelmap, segments, series=SERIES)
+    seg = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    assert seg.SegmentsOverlap == "YES"
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns).astype(bool)
+    body_voxels = sum(
+        int(frame.sum())
+        for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True)
+        if int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber) == 1
+    )
+    assert body_voxels == int((case.labelmap > 0).sum())

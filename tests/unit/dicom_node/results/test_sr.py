@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from dicom_node.contracts import ResultRole
+from dicom_node.contracts import CodedConcept, ResultRole
 from dicom_node.results.figures import format_hu, format_volume_ml
 from dicom_node.results.labels import label_stats
 from dicom_node.results.sources import source_volume
@@ -243,3 +243,27 @@ def test_findings_first_then_organs_and_no_region_for_whole_body_structures(tmp_
     assert "78961009" not in [_finding_type(g) for g in planar_groups]
     (evaluations,) = [i for i in planar.dataset("sr-planar.dcm").ContentSequence if _code(i) == "C0034375"]
     assert any(str(i.TextValue).startswith("Spleen: ") for i in evaluations.ContentSequence)
+
+
+def test_a_lateral_structure_carries_its_laterality_on_the_finding_site(tmp_path: Path) -> None:
+    """TID 1419: Finding Site (363698007) with a Laterality (272741003) concept modifier, from the
+    SEG's Segmented Property Type Modifier: "left kidney" is not just "Kidney" in the SR."""
+    case = make_case(tmp_path, geometry="axial", shape=(7, 24, 32))
+    left = CodedConcept(value="7771000", scheme_designator="SCT", meaning="Left")
+    base = analysis(case)
+    lateral = base.segments[1].model_copy(update={"type_modifier": left, "diffuse": False})
+    result = base.model_copy(update={"segments": (base.segments[0], lateral, *base.segments[2:])})
+    sr = encode(case, tmp_path / "out", analysis=result, roles=(ResultRole.SEG, ResultRole.SR)).dataset(
+        "sr.dcm"
+    )
+    sites = [
+        site
+        for group in _groups(sr)
+        if _items(group, "111030") and _finding_type(group) == lateral.type.value
+        for site in _items(group, "363698007")
+    ]
+    assert sites, "no planar group for the lateral segment"
+    for site in sites:
+        (modifier,) = [m for m in site.get("ContentSequence", []) if _code(m) == "272741003"]
+        assert modifier.RelationshipType == "HAS CONCEPT MOD"
+        assert modifier.ConceptCodeSequence[0].CodeValue == "7771000"
