@@ -82,7 +82,9 @@ def _variants(value: str) -> list[str]:
         parts = [p for p in value.split("^") if p]
         out.update(p for p in parts if len(p) >= _MIN_LENGTH)
         out.add(" ".join(reversed(parts[:2])))
-    return sorted(out)
+    # a name made of separators only ("^^^", sent by some scanners for an anonymous patient) has no
+    # parts: its "Given Family" form is "", which would match between every two characters
+    return sorted(v for v in out if len(v) >= _MIN_LENGTH)
 
 
 _REGISTRY = _Registry()

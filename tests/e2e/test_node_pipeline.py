@@ -48,14 +48,16 @@ def received(pacs_dir: Path) -> dict[str, list[Path]]:
 
 def seg_dice(seg_path: Path, study: SyntheticStudy, structures: tuple[str, ...]) -> dict[str, float]:
     """Dice of each SEG segment against the synthetic truth of the same name, per source image
-    (the truth painted like the pipeline paints: one label per voxel, largest first)."""
+    (the truth painted like the pipeline paints: one label per voxel, largest first). Segment labels
+    are display names ("Left lung"); the body segment holds the structures inside it (Segments
+    Overlap YES), so its truth is every labelled voxel."""
     seg = hd.seg.segread(seg_path)
     truth, names = study.truth(list(structures))
     by_name = {name: value for value, name in names.items()}
     order = study.sop_instance_uids  # truth slice k ↔ this SOP instance
     dice = {}
     for number in seg.get_segment_numbers():
-        label = seg.get_segment_description(number).segment_label
+        label = seg.get_segment_description(number).segment_label.lower()
         if label not in by_name:
             continue
         mask = seg.get_pixels_by_source_instance(
@@ -65,7 +67,7 @@ def seg_dice(seg_path: Path, study: SyntheticStudy, structures: tuple[str, ...])
             ignore_spatial_locations=True,
             assert_missing_frames_are_empty=True,
         ).astype(bool)
-        ref = truth == by_name[label]
+        ref = truth != 0 if label == "body" else truth == by_name[label]
         dice[label] = 2 * float((mask & ref).sum()) / float(mask.sum() + ref.sum())
     return dice
 

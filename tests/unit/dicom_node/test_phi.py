@@ -21,6 +21,16 @@ def test_remembered_identifiers_are_masked() -> None:
     assert record.getMessage() == "job for [PHI] done"
 
 
+@pytest.mark.parametrize("name", ["^^^", "^^^^", "A^B", "  ^ "])
+def test_a_name_of_separators_or_short_parts_leaves_ordinary_text_alone(name: str) -> None:
+    """An anonymous patient sent as "^^^" once made the filter mask between every two characters
+    (its "Given Family" form was the empty string) for the rest of the process."""
+    remember_identifiers([name])
+    record = logging.LogRecord("worker", logging.INFO, __file__, 1, "sent %s", ("series 3",), None)
+    assert PHIFilter().filter(record)
+    assert record.getMessage() == "sent series 3"
+
+
 def test_a_pydicom_warning_about_a_malformed_value_does_not_show_the_value(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
