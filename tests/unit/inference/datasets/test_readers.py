@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("nibabel")
 
-from inference.datasets.card import CARD_NAME, write_dataset_card  # noqa: E402
-from inference.datasets.nifti import load_nifti_lps, save_nifti_lps  # noqa: E402
-from inference.datasets.nnunet import NnUNetWriter, read_nnunet  # noqa: E402
-from inference.datasets.totalseg import read_dataset, read_totalseg  # noqa: E402
+from inference.datasets.card import CARD_NAME, write_dataset_card
+from inference.datasets.nifti import load_nifti_lps, save_nifti_lps
+from inference.datasets.nnunet import NnUNetWriter, read_nnunet
+from inference.datasets.totalseg import read_dataset, read_totalseg
 
 SHAPE = (6, 8, 10)
 AFFINE = np.diag([2.0, 1.5, 1.5, 1.0])  # index (i, j, k) → LPS (x, y, z) mm

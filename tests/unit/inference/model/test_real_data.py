@@ -20,7 +20,7 @@ def make_real_dataset(root: Path) -> Path:
     """An nnU-Net raw dataset of one small labelled "patient" (plus a class nobody knows)."""
     from inference.datasets.nifti import save_nifti_lps
 
-    x, y, z = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    x, y, _ = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
     body = ((x - 24) / 20.0) ** 2 + ((y - 24) / 16.0) ** 2 < 1.0
     hu = np.where(body, 30, -1000).astype(np.int16) * np.ones(SHAPE, dtype=np.int16)
     lab = np.zeros(SHAPE, dtype=np.uint8)
@@ -37,7 +37,13 @@ def make_real_dataset(root: Path) -> Path:
         json.dumps(
             {
                 "channel_names": {"0": "CT"},
-                "labels": {"background": 0, "liver": 1, "kidney_left": 2, "kidney_right": 3, "glorbic_node": 4},
+                "labels": {
+                    "background": 0,
+                    "liver": 1,
+                    "kidney_left": 2,
+                    "kidney_right": 3,
+                    "glorbic_node": 4,
+                },
                 "numTraining": 1,
                 "file_ending": ".nii.gz",
             }
@@ -92,7 +98,9 @@ def test_real_case_is_cached_with_its_labelled_names_and_card(real_cfg) -> None:
     assert build_real_cache(real_cfg, progress=False)[0] == dirs
 
 
-def test_real_samples_ask_only_labelled_names_and_leave_det_loc_to_synthetic(real_cfg, tiny_cfg, tiny_cache) -> None:  # type: ignore[no-untyped-def]
+def test_real_samples_ask_only_labelled_names_and_leave_det_loc_to_synthetic(
+    real_cfg, tiny_cfg, tiny_cache
+) -> None:  # type: ignore[no-untyped-def]
     from inference.model.dataset import SampleMaker, load_text_table
     from inference.model.real_data import build_real_cache
     from inference.model.vocab import training_phrases
@@ -126,7 +134,9 @@ def test_steps_on_a_mixed_real_and_synthetic_batch_lower_the_loss(real_cfg, tiny
     dirs, _ = build_real_cache(real_cfg, progress=False)
     maker = SampleMaker(real_cfg, tiny_cache, load_text_table(tiny_cfg.data.cache_dir), dirs)
     rng = np.random.default_rng(0)
-    batch = collate([maker.coarse_sample(maker.case(0, real=True), rng), maker.coarse_sample(maker.case(0), rng)])
+    batch = collate(
+        [maker.coarse_sample(maker.case(0, real=True), rng), maker.coarse_sample(maker.case(0), rng)]
+    )
     n_seg = real_cfg.train.seg_queries
     assert batch["valid"][:, n_seg].tolist() == [False, True]  # DET from the synthetic sample only
     net = UnifiedCTNet(real_cfg.network)
@@ -155,6 +165,8 @@ def test_training_run_names_the_dataset_cards_in_the_model_card(real_cfg, tiny_c
     assert result.steps_done == 2
     card = json.loads(_export(cfg, result.out_dir, result.out_dir).read_text())
     (ref,) = card["training"]["datasets"]
-    assert ref["name"] == "tiny-real" and ref["unknown_names"] == ["glorbic_node"] and len(ref["sha256"]) == 64
+    assert (
+        ref["name"] == "tiny-real" and ref["unknown_names"] == ["glorbic_node"] and len(ref["sha256"]) == 64
+    )
     assert card["training"]["real_data"].startswith("real labelled CT: tiny-real (1 case(s)")
     assert "(1 real)" in card["training"]["batchnorm_statistics"]

@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("nibabel")
 
-import highdicom as hd  # noqa: E402
-from pydicom import dcmread  # noqa: E402
-from pydicom.sr.codedict import codes  # noqa: E402
+import highdicom as hd
+from pydicom import dcmread
+from pydicom.sr.codedict import codes
 
-from worker.datasets.dicom_seg import find_ct_seg_pairs, read_pair, write_pairs_as_nnunet  # noqa: E402
-from worker.demo.synth_study import make_synthetic_study  # noqa: E402
+from worker.datasets.dicom_seg import find_ct_seg_pairs, read_pair, write_pairs_as_nnunet
+from worker.demo.synth_study import make_synthetic_study
 
 
 def _segment(number: int, label: str, prop: hd.sr.CodedConcept) -> hd.seg.SegmentDescription:

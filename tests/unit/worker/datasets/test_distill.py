@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("nibabel")
 
-from worker.cli.main import main  # noqa: E402
-from worker.demo.synth_study import make_synthetic_study  # noqa: E402
+from worker.cli.main import main
+from worker.demo.synth_study import make_synthetic_study
 
 NAME = "DOE^JANE"
 PATIENT_ID = "PID-7731-XQ"
