@@ -93,7 +93,7 @@ def train(
     init_from: Path | None,
     quiet: bool,
 ) -> None:
-    """Train the model on cached synthetic cases (generated first when missing)."""
+    """Train the model on cached synthetic cases (made when missing) and the config's real datasets."""
     from inference.model.train import train as run_training
 
     cfg = _load_config(config, steps=steps, out=out, cache=cache)
