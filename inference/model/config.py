@@ -66,6 +66,34 @@ class InferenceConfig(_Strict):
     loc_match_threshold: float = 0.55  # same, for a snippet's finding (its image reference removed)
 
 
+class RealDataset(_Strict):
+    """A labelled real-CT dataset on disk (``inference.datasets``): nnU-Net raw or TotalSegmentator."""
+
+    path: Path
+    layout: Literal["auto", "nnunet", "totalsegmentator"] = "auto"
+    name: str | None = None  # cache and card name (default: the folder's name)
+
+
+class RealAugment(_Strict):
+    """Augmentation of real-CT samples (synthetic ones keep their own small jitter): real scans
+    differ in calibration, noise, slice thickness and field of view, and the few cases there are
+    must not be memorised voxel for voxel."""
+
+    intensity_scale: float = 0.08  # HU × U(1 − s, 1 + s)
+    intensity_shift_hu: float = 25.0  # + U(−shift, shift)
+    noise_hu_max: float = 25.0  # + N(0, U(0, max)) per voxel
+    resolution_prob: float = 0.3  # thick-slice/soft-kernel look: z averaging + in-plane blur
+    max_slice_factor: float = 3.0  # slice thickness up to this × the cache spacing
+    # Left-right mirror that also swaps left/right labels ("left kidney" ↔ "right kidney"): the
+    # mirrored anatomy is situs inversus, so it is kept rare; it teaches that the words, not the
+    # side of the image, carry the laterality.
+    flip_lr_prob: float = 0.1
+    # Crops centred on a labelled structure drawn with weight volume^-power (else a random body
+    # voxel): small structures (gallbladder, pancreas, adrenal-sized) are seen as often as large.
+    small_structure_prob: float = 0.6
+    small_structure_power: float = 0.5
+
+
 class DataConfig(_Strict):
     cache_dir: Path = Path(tempfile.gettempdir()) / "ctnode-model-cache"
     train_cases: int = 240
@@ -79,6 +107,11 @@ class DataConfig(_Strict):
     synth_spacing_mm: tuple[float, float, float] | None = None
     # Training phrases per name (None = all ~55): tests use a few to keep text embedding fast.
     phrases_per_name: int | None = None
+    # Real labelled CT beside the generator: SEG samples from their labels, DET and LOC from
+    # synthetic cases only (real labels name no lesions and carry no report snippets).
+    real_datasets: tuple[RealDataset, ...] = ()
+    real_fraction: float = 0.5  # share of samples drawn from real cases when there are any
+    real_augment: RealAugment = RealAugment()
 
 
 class TrainConfig(_Strict):

@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 
 from inference.model.config import ModelConfig
 from inference.model.geometry import AIR_HU, CanonicalGrid, canonical_affine, canonical_grid_for, resample
+from inference.model.real_data import augment_intensity, augment_real_crop, small_structure_pick
 from inference.model.vocab import LESION_KINDS, SEG_NAMES, is_held_out_text, training_phrases
 
 log = logging.getLogger(__name__)
@@ -368,18 +369,38 @@ def _gaussian_heat(shape: tuple[int, ...], centres: list[np.ndarray], sigmas: li
 class SampleMaker:
     """Draws coarse (whole-volume pass) and fine (look-closer pass) samples from cached cases."""
 
-    def __init__(self, cfg: ModelConfig, dirs: Sequence[Path], text_table: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        dirs: Sequence[Path],
+        text_table: dict[str, np.ndarray],
+        real_dirs: Sequence[Path] = (),
+    ) -> None:
         self.cfg = cfg
         self.dirs = list(dirs)
+        self.real_dirs = list(real_dirs)  # real labelled cases (real_data.py), drawn real_fraction
         self.texts = text_table
         self.seg_slots = cfg.train.seg_queries
         self._cases: dict[Path, CachedCase] = {}
 
-    def case(self, index: int) -> CachedCase:
-        path = self.dirs[index % len(self.dirs)]
+    def case(self, index: int, *, real: bool = False) -> CachedCase:
+        pool = self.real_dirs if real else self.dirs
+        path = pool[index % len(pool)]
         if path not in self._cases:
             self._cases[path] = CachedCase.open(path)
         return self._cases[path]
+
+    def _redraw(self, rng: np.random.Generator) -> CachedCase:
+        """Another case when this one has nothing to sample (synthetic unless there are none)."""
+        real = not self.dirs
+        return self.case(int(rng.integers(len(self.real_dirs if real else self.dirs))), real=real)
+
+    def seg_names(self, case: CachedCase) -> list[str]:
+        """Names a SEG query may ask on this case: on a real case only those its dataset labels
+        (elsewhere "absent" would be a guess), no lesion kinds (real labels name none)."""
+        if case.meta.get("real"):
+            return [n for n in case.meta["labelled"] if n in SEG_NAMES]
+        return [*SEG_NAMES, *LESION_KINDS]
 
     def _text(self, name: str, case: CachedCase, rng: np.random.Generator) -> np.ndarray:
         captions = [c for c in case.meta["captions"].get(name, []) if not is_held_out_text(c)]
@@ -388,7 +409,8 @@ class SampleMaker:
 
     def sample(self, rng: np.random.Generator, *, fine: bool) -> Sample:
         """A coarse (whole-volume pass) or fine (look-closer) sample; a batch holds one kind."""
-        case = self.case(int(rng.integers(len(self.dirs))))
+        real = bool(self.real_dirs) and (not self.dirs or rng.random() < self.cfg.data.real_fraction)
+        case = self.case(int(rng.integers(len(self.real_dirs if real else self.dirs))), real=real)
         if fine:
             return self.fine_sample(case, rng)
         return self.coarse_sample(case, rng)
@@ -398,8 +420,23 @@ class SampleMaker:
         size = self.cfg.train.crop_voxels
         hu, labels, lesions = case.arrays("coarse")
         shape = np.array(hu.shape)
+        real = bool(case.meta.get("real"))
+        aug = self.cfg.data.real_augment
+        names = self.seg_names(case)
         # Centre the crop on a random body voxel (or a lesion, a third of the time).
         centre = None
+        if real and rng.random() < aug.small_structure_prob:
+            # a structure drawn toward the small ones, then a random voxel of it
+            pick = small_structure_pick(
+                case.meta["structures_present"], case.meta["volumes_ml"], rng, aug.small_structure_power
+            )
+            pts = (
+                np.argwhere(name_mask(np.asarray(labels), np.asarray(lesions), pick, case))
+                if pick
+                else np.zeros((0, 3), dtype=np.int64)
+            )
+            if len(pts):
+                centre = pts[int(rng.integers(len(pts)))]
         if case.meta["lesions"] and rng.random() < 0.33:
             le = case.meta["lesions"][int(rng.integers(len(case.meta["lesions"])))]
             centre = np.round(case.coarse.lps_to_index(np.array(le["center_lps_mm"]))[0]).astype(int)
@@ -413,13 +450,16 @@ class SampleMaker:
         hu_c = _crop(np.asarray(hu), start, size, AIR_HU).astype(np.float32)
         lab_c = _crop(np.asarray(labels), start, size, 0)
         les_c = _crop(np.asarray(lesions), start, size, 0)
-        hu_c = hu_c * float(rng.uniform(0.97, 1.03)) + float(rng.normal(0, 8))
+        if real:
+            hu_c, lab_c = augment_real_crop(hu_c, lab_c, rng, aug)
+        else:
+            hu_c = hu_c * float(rng.uniform(0.97, 1.03)) + float(rng.normal(0, 8))
         image = network_input(hu_c)
 
         # SEG queries: present structures first, sometimes an absent one (answer: empty).
-        present = [n for n in SEG_NAMES + LESION_KINDS if name_mask(lab_c, les_c, n, case).any()]
+        present = [n for n in names if name_mask(lab_c, les_c, n, case).any()]
         rng.shuffle(present)
-        absent = [n for n in SEG_NAMES + LESION_KINDS if n not in present]
+        absent = [n for n in names if n not in present]
         picks = present[: self.seg_slots - 1] if absent else present[: self.seg_slots]
         while len(picks) < self.seg_slots and absent:
             picks.append(absent.pop(int(rng.integers(len(absent)))))
@@ -469,7 +509,7 @@ class SampleMaker:
             det_size_mask[idx] = 1.0
         texts.append(self._text(kind, case, rng))
         tasks.append(1)
-        valid.append(True)
+        valid.append(not real)  # unlabelled lesions may be there: no DET answer on real cases
 
         # LOC query: a snippet whose slice lies in the crop.
         loc_z, loc_point = -1, np.zeros(3, dtype=np.int64)
@@ -510,7 +550,10 @@ class SampleMaker:
         _, c_labels, c_lesions = case.arrays("coarse")
         present = [n for n in case.meta["structures_present"] if n in SEG_NAMES]
         lesion_list = case.meta["lesions"]
-        roll = rng.random()
+        real = bool(case.meta.get("real"))
+        aug = self.cfg.data.real_augment
+        # Real cases: structures only (no lesion labels, so no false-candidate blobs either).
+        roll = 1.0 if real else rng.random()
         fake = False
         if lesion_list and roll < 0.3:
             le = lesion_list[int(rng.integers(len(lesion_list)))]
@@ -525,14 +568,22 @@ class SampleMaker:
 
             pts = np.argwhere(structure_mask(np.asarray(c_labels), organ))
             if not len(pts):
-                return self.fine_sample(self.case(int(rng.integers(len(self.dirs)))), rng)
+                return self.fine_sample(self._redraw(rng), rng)
             target_lps = case.coarse.index_to_lps(pts[int(rng.integers(len(pts)))])[0]
             radius_mm = float(rng.uniform(3, 15))
             fake = True
         else:
             if not present:
-                return self.fine_sample(self.case(int(rng.integers(len(self.dirs)))), rng)
-            name = present[int(rng.integers(len(present)))]
+                return self.fine_sample(self._redraw(rng), rng)
+            pick = None
+            if real and rng.random() < aug.small_structure_prob:
+                pick = small_structure_pick(
+                    [n for n in present if n != "body"],
+                    case.meta["volumes_ml"],
+                    rng,
+                    aug.small_structure_power,
+                )
+            name = pick or present[int(rng.integers(len(present)))]
             target_lps = None
             radius_mm = 0.0
         # Look-closer crops of big structures are coarser than fine_spacing_mm: train on that range too.
@@ -542,7 +593,7 @@ class SampleMaker:
             if not len(pts):
                 # present at full resolution but lost on the 3 mm nearest-neighbour label map
                 # (a thin or tiny structure): draw again rather than crash the run
-                return self.fine_sample(self.case(int(rng.integers(len(self.dirs)))), rng)
+                return self.fine_sample(self._redraw(rng), rng)
             target_lps = case.coarse.index_to_lps(pts[int(rng.integers(len(pts)))])[0]
         extent = np.array(size, dtype=np.float64)[::-1] * spacing  # (x, y, z) mm
         lo = target_lps - extent / 2 + rng.uniform(-0.2, 0.2, 3) * extent
@@ -571,7 +622,10 @@ class SampleMaker:
             shift[:3, 3] = rng.normal(0, 2.0, 3)
             prior = resample(coarse_mask, shift @ case.coarse.affine_lps, size, grid.affine_lps, cval=0.0)
             prior = np.clip(prior * float(rng.uniform(0.8, 1.2)), 0, 1)
-        hu_c = hu_c * float(rng.uniform(0.97, 1.03)) + float(rng.normal(0, 8))
+        if real:  # no mirror here: the prior would have to be mirrored with it
+            hu_c = augment_intensity(np.asarray(hu_c, dtype=np.float32), rng, aug)
+        else:
+            hu_c = hu_c * float(rng.uniform(0.97, 1.03)) + float(rng.normal(0, 8))
         image = network_input(hu_c, prior)
         q = self.seg_slots + 2
         texts = np.zeros((q, 384), dtype=np.float32)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "last.pt"
 LOG_FILE = "train_log.jsonl"
 INIT_FILE = "init_from.json"  # the warm-start checkpoint of this run, if any
+REAL_FILE = "real_datasets.json"  # real cases and dataset cards of this run, if any
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,7 +160,16 @@ def train(
         if case_dirs is not None
         else build_cache(cfg, case_seeds(cfg, "train"), progress=progress)
     )
-    maker = SampleMaker(cfg, dirs, load_text_table(cfg.data.cache_dir))
+    real_dirs: list[Path] = []
+    if cfg.data.real_datasets:
+        from inference.model.real_data import build_real_cache
+
+        real_dirs, cards = build_real_cache(cfg, progress=progress)
+        # The export names the datasets' cards in the model card (export reads this file).
+        (out / REAL_FILE).write_text(
+            json.dumps({"case_dirs": [str(d) for d in real_dirs], "cards": [str(c) for c in cards]}) + "\n"
+        )
+    maker = SampleMaker(cfg, dirs, load_text_table(cfg.data.cache_dir), real_dirs)
 
     net = UnifiedCTNet(cfg.network).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)

@@ -19,8 +19,9 @@ _COMMANDS: dict[str, str] = {
     "rules": "worker.cli.rules:rules",
     "jobs": "worker.cli.jobs:jobs",
     "studies": "worker.cli.studies:studies",
-    # worker.cli.model's group, with `model import` added by worker.cli.model_import
-    "model": "worker.cli.model_import:model",
+    # worker.cli.model's group, with `model import` (model_import), `model distill` and
+    # `model import-seg` (model_distill) added
+    "model": "worker.cli.model_distill:model",
     "pipelines": "worker.cli.pipelines:pipelines",
     "viewer": "worker.cli.viewer:viewer",
 }

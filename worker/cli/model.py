@@ -93,7 +93,7 @@ def train(
     init_from: Path | None,
     quiet: bool,
 ) -> None:
-    """Train the model on cached synthetic cases (generated first when missing)."""
+    """Train the model on cached synthetic cases (made when missing) and the config's real datasets."""
     from inference.model.train import train as run_training
 
     cfg = _load_config(config, steps=steps, out=out, cache=cache)
@@ -132,7 +132,10 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
         for d in (case_dir(cfg.data.cache_dir, s) for s in case_seeds(cfg, "train"))
         if (d / "meta.json").is_file()
     ]
-    bn_cases = recalibrate_batchnorm(net, cfg, train_dirs, cases=24) if train_dirs else 0
+    real = _real_datasets(run_dir)
+    # Real cases first: with them the statistics are those of real CT as well as phantoms.
+    bn_dirs = [*real["case_dirs"], *train_dirs]
+    bn_cases = recalibrate_batchnorm(net, cfg, bn_dirs, cases=24) if bn_dirs else 0
     table = load_text_table(cfg.data.cache_dir)
     wanted = {p for p, _ in bank_phrases()}
     for name in (*SEG_NAMES, *LESION_KINDS):
@@ -172,9 +175,8 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
             f"{cfg.data.train_cases} cases, seeds {cfg.data.first_train_seed}–"
             f"{cfg.data.first_train_seed + cfg.data.train_cases - 1}",
             "template_fraction": cfg.data.template_fraction,
-            "real_data": "none: no real CT intensities and no real label map were used. subject_a (the "
-            "real-image test case) is held out entirely, including its label map (the "
-            "generator's template mode renders it, so template cases were not used).",
+            "real_data": real["summary"],
+            "datasets": real["cards"],
             "held_out_synonyms": "one synonym per structure never shown in training "
             "(vocab.HELD_OUT_SYNONYMS)",
             "steps": int(last.get("step", 0)),
@@ -186,7 +188,8 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
             "hardware": _hardware(cfg),
             "cpu_seconds_last_session": last.get("cpu_s"),
             "wall_seconds_last_session": last.get("elapsed_s"),
-            "batchnorm_statistics": f"recomputed on {bn_cases} whole training scans at the coarse spacing"
+            "batchnorm_statistics": f"recomputed on {bn_cases} whole training scans at the coarse spacing "
+            f"({min(bn_cases, len(real['case_dirs']))} real)"
             if bn_cases
             else "training's running averages (no cached training scans at export)",
             "init_from": _init_from(run_dir),
@@ -196,7 +199,10 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
         "inference": cfg.inference.model_dump(mode="json"),
         "metrics": {},
         "limitations": [
-            "Trained only on synthetic phantoms: shapes and intensities are simpler than patients'.",
+            "Trained only on synthetic phantoms: shapes and intensities are simpler than patients'."
+            if not real["cards"]
+            else f"Real CT in training: {real['n_cases']} labelled case(s) (silver labels); the rest "
+            "synthetic phantoms, whose shapes and intensities are simpler than patients'.",
             "Real-image numbers are agreement with TotalSegmentator silver labels on one case.",
             "Research use; not validated for diagnosis.",
         ],
@@ -204,6 +210,34 @@ def _export(cfg: Any, run_dir: Path, dest: Path) -> Path:
     card_file = dest / CARD_FILENAME
     write_card(card_file, card)
     return card_file
+
+
+def _real_datasets(run_dir: Path) -> dict[str, Any]:
+    """The run's real datasets (train.REAL_FILE): case dirs, card references, a summary line."""
+    from inference.datasets.card import card_reference
+    from inference.model.train import REAL_FILE
+
+    f = run_dir / REAL_FILE
+    if not f.is_file():
+        return {
+            "case_dirs": [],
+            "cards": [],
+            "n_cases": 0,
+            "summary": "none: no real CT intensities and no real label map were used. subject_a (the "
+            "real-image test case) is held out entirely, including its label map (the generator's "
+            "template mode renders it, so template cases were not used).",
+        }
+    found = json.loads(f.read_text())
+    cards = [card_reference(Path(c)) for c in found["cards"] if Path(c).is_file()]
+    n = sum(int(c["n_cases"]) for c in cards)
+    names = ", ".join(f"{c['name']} ({c['n_cases']} case(s), {c['layout']})" for c in cards)
+    return {
+        "case_dirs": [Path(d) for d in found["case_dirs"] if (Path(d) / "meta.json").is_file()],
+        "cards": cards,
+        "n_cases": n,
+        "summary": f"real labelled CT: {names}; SEG samples from their labels (real_fraction "
+        "of samples), DET and LOC from synthetic cases; dataset cards referenced under 'datasets'.",
+    }
 
 
 def _init_from(run_dir: Path) -> dict[str, Any] | None:
@@ -308,6 +342,13 @@ def export(config: Path, run_dir: Path, dest: Path) -> None:
     default=None,
     help="JSON {value: class name} of the label map.",
 )
+@click.option(
+    "--real-dir",
+    "real_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Labelled dataset folder (nnU-Net raw or TotalSegmentator layout), repeatable.",
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--markdown", "md_out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--update-card", is_flag=True, help="Write the metrics into the model card.")
@@ -322,6 +363,7 @@ def eval_cmd(
     image: Path | None,
     labels: Path | None,
     classes: Path | None,
+    real_dirs: tuple[Path, ...],
     json_out: Path | None,
     md_out: Path | None,
     update_card: bool,
@@ -347,6 +389,11 @@ def eval_cmd(
     if image is not None and labels is not None and classes is not None:
         results["real"] = evaluate_real(m, image, labels, classes)
     text = format_markdown(results.get("synthetic"), results.get("real"))
+    if real_dirs:
+        from inference.model.evaluate_datasets import evaluate_dataset, format_dataset_markdown
+
+        results["real_datasets"] = [evaluate_dataset(m, d) for d in real_dirs]
+        text += "".join("\n" + format_dataset_markdown(r) for r in results["real_datasets"])
     click.echo(text)
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, default=float) + "\n")
@@ -355,7 +402,7 @@ def eval_cmd(
     if update_card:
         card = load_card(cf)
         card.setdefault("metrics", {})
-        for key in ("synthetic", "real"):
+        for key in ("synthetic", "real", "real_datasets"):
             if key in results:
                 r = dict(results[key])
                 if key == "synthetic":
