@@ -25,3 +25,23 @@ def settings_or_exit(config_path: str | None) -> Settings:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log_level)
     return settings
+
+
+# The short admin commands (jobs, studies): a file that is not there is load_settings' own error,
+# and the group's option (``ctnode --config F jobs list``) counts when the command has none.
+admin_config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings YAML (default: $CTNODE_CONFIG, else built-in defaults).",
+)
+
+
+def command_settings(ctx: click.Context, config_path: str | None) -> Settings:
+    """The command's --config, else the group's, else $CTNODE_CONFIG / defaults; errors end the command."""
+    chosen = config_path or (ctx.obj or {}).get("config_path")
+    try:
+        return load_settings(chosen)
+    except NodeError as exc:
+        raise click.ClickException(str(exc)) from exc

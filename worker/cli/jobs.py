@@ -25,7 +25,8 @@ import click
 from dicom_node.contracts import JobState
 from dicom_node.errors import NodeError
 from dicom_node.jobs import JobNotFound, JobRecord, JobStore
-from dicom_node.settings import Settings, load_settings
+from dicom_node.settings import Settings
+from worker.cli.common import admin_config_option, command_settings
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -48,23 +49,6 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Settings YAML (default: $CTNODE_CONFIG, else built-in defaults).",
-)
-
-
-def _settings(ctx: click.Context, config_path: str | None) -> Settings:
-    chosen = config_path or (ctx.obj or {}).get("config_path")
-    try:
-        return load_settings(chosen)
-    except NodeError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _store(settings: Settings) -> JobStore:
     try:
         return JobStore.open(settings.database_url)
@@ -73,7 +57,7 @@ def _store(settings: Settings) -> JobStore:
 
 
 @click.group("jobs")
-@config_option
+@admin_config_option
 @click.pass_context
 def jobs(ctx: click.Context, config_path: str | None) -> None:
     """Jobs, their audit trail and deliveries; requeue failed or dead jobs."""
@@ -119,7 +103,7 @@ def _print_records(records: list[JobRecord], as_json: bool) -> None:
 @click.option("--since", default=None, help="Created since: 30m, 2h, 1d or an ISO time.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@config_option
+@admin_config_option
 @click.pass_context
 def list_jobs(
     ctx: click.Context,
@@ -131,7 +115,7 @@ def list_jobs(
     config_path: str | None,
 ) -> None:
     """Jobs, newest first."""
-    with _store(_settings(ctx, config_path)) as store:
+    with _store(command_settings(ctx, config_path)) as store:
         records = store.list_jobs(
             state=[JobState(s) for s in states] or None,
             study_instance_uid=study_instance_uid,
@@ -144,11 +128,11 @@ def list_jobs(
 @jobs.command("dead")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@config_option
+@admin_config_option
 @click.pass_context
 def dead(ctx: click.Context, limit: int, as_json: bool, config_path: str | None) -> None:
     """Dead letters: jobs whose retries ran out (requeue with `ctnode jobs retry`)."""
-    with _store(_settings(ctx, config_path)) as store:
+    with _store(command_settings(ctx, config_path)) as store:
         records = store.dead_letters(limit=limit)
     _print_records(records, as_json)
 
@@ -156,11 +140,11 @@ def dead(ctx: click.Context, limit: int, as_json: bool, config_path: str | None)
 @jobs.command("show")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-@config_option
+@admin_config_option
 @click.pass_context
 def show(ctx: click.Context, job_id: str, as_json: bool, config_path: str | None) -> None:
     """One job: its fields, every state change with time and reason, and its deliveries."""
-    with _store(_settings(ctx, config_path)) as store:
+    with _store(command_settings(ctx, config_path)) as store:
         detail = store.job_detail(job_id)
     if detail is None:
         raise click.ClickException(f"no job {job_id}")
@@ -229,7 +213,7 @@ def show(ctx: click.Context, job_id: str, as_json: bool, config_path: str | None
 )
 @click.option("--destination", "destinations", multiple=True, help="Delivery only: these destinations.")
 @click.option("--reason", default="", help="Why (goes into the audit trail).")
-@config_option
+@admin_config_option
 @click.pass_context
 def retry(
     ctx: click.Context,
@@ -244,7 +228,7 @@ def retry(
     from worker.node.requeue import requeue
     from worker.tasks.app import make_celery
 
-    settings = _settings(ctx, config_path)
+    settings = command_settings(ctx, config_path)
     with _store(settings) as store:
         app = make_celery(settings, include=[])
         try:

@@ -22,23 +22,7 @@ import socket
 import click
 
 from dicom_node.errors import NodeError
-from dicom_node.settings import Settings, load_settings
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Settings YAML (default: $CTNODE_CONFIG, else built-in defaults).",
-)
-
-
-def _settings(ctx: click.Context, config_path: str | None) -> Settings:
-    chosen = config_path or (ctx.obj or {}).get("config_path")
-    try:
-        return load_settings(chosen)
-    except NodeError as exc:
-        raise click.ClickException(str(exc)) from exc
+from worker.cli.common import admin_config_option, command_settings
 
 
 def _who() -> str:
@@ -50,7 +34,7 @@ def _who() -> str:
 
 
 @click.group("studies")
-@config_option
+@admin_config_option
 @click.pass_context
 def studies(ctx: click.Context, config_path: str | None) -> None:
     """Studies the node has seen; re-route one with the rules in force."""
@@ -61,13 +45,13 @@ def studies(ctx: click.Context, config_path: str | None) -> None:
 @studies.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@config_option
+@admin_config_option
 @click.pass_context
 def list_studies(ctx: click.Context, limit: int, as_json: bool, config_path: str | None) -> None:
     """Studies, most recently updated first, with their jobs' states."""
     from dicom_node.jobs import JobStore
 
-    settings = _settings(ctx, config_path)
+    settings = command_settings(ctx, config_path)
     with JobStore.open(settings.database_url) as store:
         rows = [(s, store.jobs_for_study(s.study_instance_uid)) for s in store.list_studies(limit=limit)]
     if as_json:
@@ -92,7 +76,7 @@ def list_studies(ctx: click.Context, limit: int, as_json: bool, config_path: str
 @click.argument("study_instance_uid")
 @click.option("--reason", default="", help="Why (goes into the audit trail).")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-@config_option
+@admin_config_option
 @click.pass_context
 def reroute_study(
     ctx: click.Context, study_instance_uid: str, reason: str, as_json: bool, config_path: str | None
@@ -102,7 +86,7 @@ def reroute_study(
     from worker.node.reroute import reroute
     from worker.tasks.app import make_celery
 
-    settings = _settings(ctx, config_path)
+    settings = command_settings(ctx, config_path)
     try:
         context = WorkerContext.open(settings)
     except NodeError as exc:
