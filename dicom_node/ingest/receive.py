@@ -231,14 +231,7 @@ class InstanceReceiver:
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
         )
-        _check_study(inspected, require_study)
-        self._remember_phi(inspected)
-        head = file_meta_bytes(
-            sop_class_uid=inspected.sop_class_uid,
-            sop_instance_uid=inspected.sop_instance_uid,
-            transfer_syntax_uid=transfer_syntax_uid,
-            origin=origin,
-        )
+        head = self._admit(inspected, require_study, transfer_syntax_uid, origin)
         path, duplicate = self.staging.store_bytes(
             (head, data),
             study_instance_uid=inspected.study_instance_uid,
@@ -279,14 +272,7 @@ class InstanceReceiver:
                 sop_class_uid=sop_class_uid,
                 sop_instance_uid=sop_instance_uid,
             )
-            _check_study(inspected, require_study)
-            self._remember_phi(inspected)
-            head = file_meta_bytes(
-                sop_class_uid=inspected.sop_class_uid,
-                sop_instance_uid=inspected.sop_instance_uid,
-                transfer_syntax_uid=transfer_syntax_uid,
-                origin=origin,
-            )
+            head = self._admit(inspected, require_study, transfer_syntax_uid, origin)
             staged, duplicate = self.staging.store_copy(
                 head,
                 source,
@@ -390,6 +376,24 @@ class InstanceReceiver:
             sop_instance_uid=str(meta.MediaStorageSOPInstanceUID).rstrip("\x00 "),
             origin=origin,
             require_study=require_study,
+        )
+
+    def _admit(
+        self,
+        inspected: InspectedInstance,
+        require_study: str | None,
+        transfer_syntax_uid: str,
+        origin: Origin,
+    ) -> bytes:
+        """What both receive paths do once an instance passed inspection: refuse another study's
+        instance (STOW-RS), register its identifiers with the log filter, and make its File Meta."""
+        _check_study(inspected, require_study)
+        self._remember_phi(inspected)
+        return file_meta_bytes(
+            sop_class_uid=inspected.sop_class_uid,
+            sop_instance_uid=inspected.sop_instance_uid,
+            transfer_syntax_uid=transfer_syntax_uid,
+            origin=origin,
         )
 
     def _remember_phi(self, inspected: InspectedInstance) -> None:
