@@ -72,6 +72,12 @@ class NnUNetWriter:
         self.cases: dict[str, Any] = old.get("cases", {})
         self.info = {**{k: v for k, v in old.items() if k == "unknown_names"}, **info}
 
+    def label_value(self, name: str) -> int:
+        """The value ``name`` is written with: the one it already has, else the next free one."""
+        if name not in self.labels:
+            self.labels[name] = max(self.labels.values(), default=0) + 1
+        return self.labels[name]
+
     def has(self, case_id: str) -> bool:
         return case_id in self.cases and (self.root / "labelsTr" / f"{case_id}{SUFFIX}").is_file()
 

@@ -55,7 +55,6 @@ def distill_folder(
         "teacher": {"name": teacher, "version": version},
     }
     writer = NnUNetWriter(out, {}, info)
-    labels = {k: v for k, v in writer.labels.items() if k != "background"}
     found = ct_series(studies)
     written = skipped = 0
     unknown: set[str] = set()
@@ -77,9 +76,7 @@ def distill_folder(
                 canonical = mapping.mapped.get(seg.name)
                 if canonical is None:
                     continue
-                value = labels.setdefault(canonical, max(labels.values(), default=0) + 1)
-                labelmap[outputs.labelmap == seg.label_value] = value
-            writer.labels = {"background": 0, **labels}
+                labelmap[outputs.labelmap == seg.label_value] = writer.label_value(canonical)
             writer.write(
                 case_id,
                 series.hu,

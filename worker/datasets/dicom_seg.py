@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,32 @@ class CtSegPair:
     case_id: str
     ct_paths: tuple[Path, ...]
     seg_path: Path
+    segment_names: tuple[str, ...]  # from the SEG's header: naming needs no pixel data
 
 
-def _referenced_series(seg: Any) -> set[str]:
+def _referenced_series(seg: Any, series_of_instance: dict[str, str]) -> set[str]:
+    """The CT series a SEG was made from: its Referenced Series Sequence (Common Instance
+    Reference module), else the series of its frames' source images (Derivation Image Sequence),
+    which some writers fill without the former."""
     out = {str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", [])}
+    if out:
+        return out
+    groups = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence")
+    for frame in (item for keyword in groups for item in seg.get(keyword, [])):
+        for derivation in frame.get("DerivationImageSequence", []):
+            for source in derivation.get("SourceImageSequence", []):
+                series = series_of_instance.get(str(source.get("ReferencedSOPInstanceUID", "")))
+                if series:
+                    out.add(series)
     return out
+
+
+def _segment_names(seg: Any) -> tuple[str, ...]:
+    import highdicom as hd
+
+    return tuple(
+        segment_name(hd.seg.SegmentDescription.from_dataset(item)) for item in seg.get("SegmentSequence", [])
+    )
 
 
 def find_ct_seg_pairs(root: Path) -> list[CtSegPair]:
@@ -51,17 +71,19 @@ def find_ct_seg_pairs(root: Path) -> list[CtSegPair]:
     scan = read_headers(Path(root))
     series: dict[str, list[Path]] = defaultdict(list)
     study_of: dict[str, str] = {}
+    series_of_instance: dict[str, str] = {}
     segs = []
     for ds in scan.datasets:
         sop_class = str(ds.get("SOPClassUID", ""))
         if sop_class in INPUT_SOP_CLASSES:
             series[str(ds.SeriesInstanceUID)].append(Path(ds.filename))
             study_of[str(ds.SeriesInstanceUID)] = str(ds.StudyInstanceUID)
+            series_of_instance[str(ds.SOPInstanceUID)] = str(ds.SeriesInstanceUID)
         elif sop_class in SEG_CLASSES:
             segs.append(ds)
     pairs: list[CtSegPair] = []
     for seg in segs:
-        refs = [uid for uid in _referenced_series(seg) if uid in series]
+        refs = sorted(uid for uid in _referenced_series(seg, series_of_instance) if uid in series)
         if not refs:
             log.warning(
                 "SEG whose CT series is not in the folder: skipped", extra={"file": Path(seg.filename).name}
@@ -71,7 +93,7 @@ def find_ct_seg_pairs(root: Path) -> list[CtSegPair]:
         case_id = case_id_for(study_of[uid], uid)
         if any(p.case_id == case_id for p in pairs):
             case_id = case_id_for(study_of[uid], f"{uid}|{seg.SOPInstanceUID}")  # two SEGs, one series
-        pairs.append(CtSegPair(case_id, tuple(sorted(series[uid])), Path(seg.filename)))
+        pairs.append(CtSegPair(case_id, tuple(sorted(series[uid])), Path(seg.filename), _segment_names(seg)))
     return pairs
 
 
@@ -111,22 +133,8 @@ def read_pair(pair: CtSegPair) -> tuple[np.ndarray, np.ndarray, dict[str, np.nda
 
 
 def pair_names(pairs: list[CtSegPair]) -> NameMapping:
-    """How the pairs' segment names map into the vocabulary (headers only, no pixels)."""
-    import highdicom as hd
-
-    names: list[str] = []
-    for pair in pairs:
-        seg = hd.seg.segread(pair.seg_path)
-        names += [segment_name(seg.get_segment_description(n)) for n in seg.get_segment_numbers()]
-    return map_names(names)
-
-
-def iter_cases(
-    pairs: list[CtSegPair],
-) -> Iterator[tuple[CtSegPair, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    for pair in pairs:
-        hu, affine, masks = read_pair(pair)
-        yield pair, hu, affine, masks
+    """How the pairs' segment names map into the vocabulary."""
+    return map_names(name for pair in pairs for name in pair.segment_names)
 
 
 def write_pairs_as_nnunet(root: Path, out: Path, *, progress: bool = True) -> dict[str, Any]:
@@ -148,7 +156,6 @@ def write_pairs_as_nnunet(root: Path, out: Path, *, progress: bool = True) -> di
         "unknown_names": list(mapping.unknown),
     }
     writer = NnUNetWriter(out, {}, info)
-    labels = {k: v for k, v in writer.labels.items() if k != "background"}
     written = skipped = 0
     with click.progressbar(pairs, label="CT + SEG pairs", hidden=not progress) as bar:
         for pair in bar:
@@ -161,9 +168,7 @@ def write_pairs_as_nnunet(root: Path, out: Path, *, progress: bool = True) -> di
                 canonical = mapping.mapped.get(raw)
                 if canonical is None:
                     continue  # unknown names are listed in the card, never written as a guess
-                value = labels.setdefault(canonical, max(labels.values(), default=0) + 1)
-                labelmap[mask & (labelmap == 0)] = value
-            writer.labels = {"background": 0, **labels}
+                labelmap[mask & (labelmap == 0)] = writer.label_value(canonical)
             writer.write(pair.case_id, hu, affine, labelmap, {"source": "dicom-seg"})
             written += 1
     writer.flush()

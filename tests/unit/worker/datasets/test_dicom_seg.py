@@ -87,3 +87,17 @@ def test_pairs_become_an_nnunet_dataset_with_the_unknown_name_listed(
     assert card["unknown_names"] == ["Glorbic node"]
     again = write_pairs_as_nnunet(folder, tmp_path / "ds", progress=False)
     assert again["written"] == 0 and again["skipped"] == 1
+
+
+def test_a_seg_without_referenced_series_is_paired_by_its_source_images(
+    ct_and_seg: tuple[Path, np.ndarray],
+) -> None:
+    """Some writers leave out the Referenced Series Sequence; the frames' Source Image Sequence
+    still names the CT images, and so their series."""
+    folder, _mask = ct_and_seg
+    seg = dcmread(folder / "seg.dcm")
+    assert "ReferencedSeriesSequence" in seg  # the fixture's SEG had it: this test removes it
+    del seg.ReferencedSeriesSequence
+    seg.save_as(folder / "seg.dcm")
+    (pair,) = find_ct_seg_pairs(folder)
+    assert len(pair.ct_paths) == 8 and pair.segment_names == ("Liver", "Glorbic node")
